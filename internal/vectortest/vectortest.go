@@ -122,3 +122,27 @@ func Load[T any](t testing.TB, name string) []T {
 	}
 	return out
 }
+
+// SharedPath returns the path of the named file in a folder of vectors
+// other than the MLS ones: the folder named by $envVar if set, else
+// ../shared/<dir> relative to the module root. Like [Path], it skips t when
+// the file is absent, or fails it when MLS_REQUIRE_VECTORS=1.
+func SharedPath(t testing.TB, envVar, dir, name string) string {
+	t.Helper()
+	howTo := "test vectors not found: set " + envVar + " to a folder holding " + name +
+		", or place it in ../shared/" + dir + " beside the module root; set MLS_REQUIRE_VECTORS=1 to fail instead of skipping"
+	d := os.Getenv(envVar)
+	if d == "" {
+		if root := moduleRoot(); root != "" {
+			d = filepath.Join(root, "..", "shared", dir)
+		}
+	}
+	p := filepath.Join(d, name)
+	if st, err := os.Stat(p); d == "" || err != nil || st.IsDir() {
+		if Required() {
+			t.Fatalf("MLS_REQUIRE_VECTORS=1: %s", howTo)
+		}
+		t.Skip(howTo)
+	}
+	return p
+}

@@ -1,0 +1,81 @@
+package hpke
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"fmt"
+	"testing"
+
+	circlhpke "github.com/cloudflare/circl/hpke"
+)
+
+// TestCirclCrossCheck cross-checks DHKEM(X448), which crypto/hpke lacks,
+// against circl's HPKE with every KDF and AEAD. circl's DeriveKeyPair only
+// accepts a seed of exactly Nsk bytes, so that is the length compared.
+func TestCirclCrossCheck(t *testing.T) {
+	for _, h := range []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		for _, a := range []aeadID{aeadAES128GCM, aeadAES256GCM, aeadChaCha20Poly1305} {
+			p := newParams("test", h, a, kemX448, sigEd448)
+			t.Run(fmt.Sprintf("X448/kdf=%d/aead=%d", p.kdfID, a), func(t *testing.T) {
+				t.Parallel()
+				suite := circlhpke.NewSuite(circlhpke.KEM(p.kem.id), circlhpke.KDF(p.kdfID), circlhpke.AEAD(p.aead))
+				scheme := circlhpke.KEM(p.kem.id).Scheme()
+				ikm := make([]byte, p.kem.nSk)
+				rand.Read(ikm)
+				ours, err := p.kem.deriveKeyPair(0, ikm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cpk, csk := scheme.DeriveKeyPair(ikm)
+				cpkb, _ := cpk.MarshalBinary()
+				cskb, _ := csk.MarshalBinary()
+				if !bytes.Equal(ours.pk, cpkb) || !bytes.Equal(ours.sk, cskb) {
+					t.Fatalf("DeriveKeyPair differs from circl: %x/%x vs %x/%x", ours.sk, ours.pk, cskb, cpkb)
+				}
+				info, aad, msg := []byte("info"), []byte("aad"), []byte("plaintext")
+
+				// Ours to circl.
+				enc, ct, err := p.seal(0, ours.pk, info, aad, msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := suite.NewReceiver(csk, info)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o, err := r.Setup(enc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pt, err := o.Open(ct, aad); err != nil || !bytes.Equal(pt, msg) {
+					t.Fatalf("circl Open: %q, %v", pt, err)
+				}
+
+				// circl to ours.
+				s, err := suite.NewSender(cpk, info)
+				if err != nil {
+					t.Fatal(err)
+				}
+				enc, sealer, err := s.Setup(rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ct, err = sealer.Seal(msg, aad)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if pt, err := p.open(ours, enc, info, aad, ct); err != nil || !bytes.Equal(pt, msg) {
+					t.Fatalf("Open: %q, %v", pt, err)
+				}
+				got, err := p.openExport(ours, enc, info, []byte("ctx"), 77)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := sealer.Export([]byte("ctx"), 77); !bytes.Equal(got, want) {
+					t.Errorf("Export %x, circl %x", got, want)
+				}
+			})
+		}
+	}
+}
