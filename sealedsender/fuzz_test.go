@@ -1,0 +1,211 @@
+package sealedsender
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// fuzzParse checks the four properties every parser must have: no panic,
+// a nil value on error, an error from the known set, and a byte-identical
+// re-encoding of whatever parses.
+func fuzzParse[T any](t *testing.T, data []byte, parse func([]byte) (*T, error), encode func(*T) ([]byte, error)) {
+	v, err := parse(data)
+	if err != nil {
+		if v != nil {
+			t.Fatalf("non-nil value with error %v", err)
+		}
+		if !isKnown(err) {
+			t.Fatalf("unknown error %v", err)
+		}
+		return
+	}
+	enc, err := encode(v)
+	if err != nil {
+		t.Fatalf("re-encoding: %v", err)
+	}
+	if !bytes.Equal(enc, data) {
+		t.Fatalf("re-encoding differs:\n%x\n%x", enc, data)
+	}
+}
+
+// addVectorSeeds adds fields of the RFC 9578 vectors, when present, as
+// seeds. It never skips or fails: the committed seeds are enough.
+func addVectorSeeds(f *testing.F, field func(*privacyPassVector) []byte) {
+	dir := os.Getenv("PRIVACYPASS_TEST_VECTORS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "privacypass-vectors")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "priv_verif_rfc9578.go.json")); err != nil {
+		return
+	}
+	for _, v := range loadPrivacyPassVectors(f) {
+		f.Add(field(&v))
+	}
+}
+
+func respType(data []byte) (TokenType, []byte) {
+	if len(data) == 0 {
+		return TokenTypeVOPRFP384, data
+	}
+	if data[0]&1 == 0 {
+		return TokenTypeVOPRFP384, data[1:]
+	}
+	return TokenTypeVOPRFRistretto255, data[1:]
+}
+
+func FuzzParseEnvelope(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseEnvelope, (*Envelope).Bytes)
+	})
+}
+
+func FuzzParseToken(f *testing.F) {
+	addVectorSeeds(f, func(v *privacyPassVector) []byte { return v.Token })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseToken, func(v *Token) ([]byte, error) { return v.Bytes(), nil })
+	})
+}
+
+func FuzzParseTokenChallenge(f *testing.F) {
+	addVectorSeeds(f, func(v *privacyPassVector) []byte { return v.TokenChallenge })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseTokenChallenge, (*TokenChallenge).Bytes)
+	})
+}
+
+func FuzzParseTokenRequest(f *testing.F) {
+	addVectorSeeds(f, func(v *privacyPassVector) []byte { return v.TokenRequest })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseTokenRequest, func(v *TokenRequest) ([]byte, error) { return v.Bytes(), nil })
+	})
+}
+
+func FuzzParseTokenResponse(f *testing.F) {
+	addVectorSeeds(f, func(v *privacyPassVector) []byte { return append([]byte{0}, v.TokenResponse...) })
+	f.Fuzz(func(t *testing.T, data []byte) {
+		typ, in := respType(data)
+		fuzzParse(t, in, func(b []byte) (*TokenResponse, error) { return ParseTokenResponse(typ, b) },
+			func(v *TokenResponse) ([]byte, error) { return v.Bytes(), nil })
+	})
+}
+
+func FuzzParseBatchTokenRequest(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseBatchTokenRequest, (*BatchTokenRequest).Bytes)
+	})
+}
+
+func FuzzParseBatchTokenResponse(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		typ, in := respType(data)
+		fuzzParse(t, in, func(b []byte) (*BatchTokenResponse, error) { return ParseBatchTokenResponse(typ, b) },
+			(*BatchTokenResponse).Bytes)
+	})
+}
+
+func FuzzParseKeyDirectory(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzParse(t, data, ParseKeyDirectory, (*KeyDirectory).Bytes)
+	})
+}
+
+// FuzzAccept feeds envelopes to a server with both schemes: nothing may
+// panic, and every refusal must match a known error. (The seeds hold valid
+// tokens of the same master secret, so some are accepted once.)
+func FuzzAccept(f *testing.F) {
+	si := NewSimpleIssuer(nil, nil)
+	pp := newPPIssuer(f, TokenTypeVOPRFP384, nil)
+	server := NewServer(si, pp)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := server.Accept(data)
+		if err == nil {
+			if d == nil || d.Message == nil {
+				t.Fatal("accepted with no delivery")
+			}
+			return
+		}
+		if d != nil || !isKnown(err) {
+			t.Fatalf("Accept: %v, %v", d, err)
+		}
+	})
+}
+
+// fuzzTargets lists the fuzz targets with committed seeds.
+var fuzzTargets = []string{
+	"FuzzParseEnvelope", "FuzzParseToken", "FuzzParseTokenChallenge", "FuzzParseTokenRequest",
+	"FuzzParseTokenResponse", "FuzzParseBatchTokenRequest", "FuzzParseBatchTokenResponse",
+	"FuzzParseKeyDirectory", "FuzzAccept",
+}
+
+// TestFuzzSeeds checks that every fuzz target has committed seeds where go
+// test finds them. With SEALEDSENDER_WRITE_SEEDS=1 it first writes them.
+func TestFuzzSeeds(t *testing.T) {
+	if os.Getenv("SEALEDSENDER_WRITE_SEEDS") == "1" {
+		writeSeeds(t)
+	}
+	for _, name := range fuzzTargets {
+		files, err := filepath.Glob(filepath.Join("testdata", "fuzz", name, "*"))
+		if err != nil || len(files) == 0 {
+			t.Errorf("%s: no seeds in testdata/fuzz/%s", name, name)
+		}
+	}
+}
+
+func writeSeeds(t *testing.T) {
+	seeds := map[string][][]byte{}
+	add := func(name string, b []byte) { seeds[name] = append(seeds[name], b) }
+	for _, tt := range tokenTypes {
+		iss := newPPIssuer(t, tt, nil)
+		c := ppClient(t, iss)
+		pending, req, err := c.Request(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := iss.Issue("seed", req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks, err := pending.Finalize(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prefix := byte(0)
+		if tt == TokenTypeVOPRFRistretto255 {
+			prefix = 1
+		}
+		add("FuzzParseBatchTokenRequest", req)
+		add("FuzzParseBatchTokenResponse", append([]byte{prefix}, resp...))
+		br, _ := ParseBatchTokenRequest(req)
+		single := &TokenRequest{tt, br.TruncatedTokenKeyID, br.BlindedMsgs[0]}
+		add("FuzzParseTokenRequest", single.Bytes())
+		bresp, _ := ParseBatchTokenResponse(tt, resp)
+		add("FuzzParseTokenResponse", append([]byte{prefix}, (&TokenResponse{bresp.EvaluatedMsgs[0], bresp.EvaluatedProof}).Bytes()...))
+		add("FuzzParseToken", toks[0])
+		ch, _ := iss.Challenge().Bytes()
+		add("FuzzParseTokenChallenge", ch)
+		dir, _ := iss.Keys()
+		d, _ := dir.Bytes()
+		add("FuzzParseKeyDirectory", d)
+		env, _ := Seal(SchemePrivacyPass, toks[1], privateMessage([]byte("group"), 5, 1, []byte("ct")), []int{})
+		add("FuzzParseEnvelope", env)
+		add("FuzzAccept", env)
+	}
+	simple, _ := Seal(SchemeSimple, make([]byte, 32), privateMessage([]byte("g"), 0, 3, nil), nil)
+	add("FuzzParseEnvelope", simple)
+	add("FuzzAccept", simple)
+	for name, list := range seeds {
+		dir := filepath.Join("testdata", "fuzz", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range list {
+			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

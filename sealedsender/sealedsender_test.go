@@ -1,0 +1,702 @@
+package sealedsender
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/microchat/e2ee/internal/wire"
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// clock is a settable time source for issuers.
+type clock struct{ t atomic.Int64 }
+
+func newClock() *clock {
+	c := new(clock)
+	c.t.Store(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC).Unix())
+	return c
+}
+func (c *clock) now() time.Time          { return time.Unix(c.t.Load(), 0) }
+func (c *clock) advance(d time.Duration) { c.t.Add(int64(d / time.Second)) }
+
+var testMaster = bytes.Repeat([]byte{0x42}, 32)
+
+func testChallenge(t TokenType) *TokenChallenge {
+	return &TokenChallenge{TokenType: t, IssuerName: "issuer.microchat.example", OriginInfo: "delivery.microchat.example"}
+}
+
+var tokenTypes = []TokenType{TokenTypeVOPRFP384, TokenTypeVOPRFRistretto255}
+
+func newPPIssuer(t testing.TB, tt TokenType, cfg *IssuerConfig) *PrivacyPassIssuer {
+	t.Helper()
+	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}
+
+// ppClient builds a client from the issuer's published directory, as an
+// application would.
+func ppClient(t testing.TB, iss *PrivacyPassIssuer) *PrivacyPassClient {
+	t.Helper()
+	dir, err := iss.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := dir.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err = ParseKeyDirectory(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewPrivacyPassClient(&dir.Keys[0], iss.Challenge())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func fetchPP(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
+	t.Helper()
+	pending, req, err := c.Request(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := iss.Issue(account, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := pending.Finalize(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(toks) != n {
+		t.Fatalf("got %d tokens, want %d", len(toks), n)
+	}
+	return toks
+}
+
+func fetchSimple(t testing.TB, iss *SimpleIssuer, account string, n int) [][]byte {
+	t.Helper()
+	req, err := NewSimpleRequest(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := iss.Issue(account, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := ParseSimpleResponse(resp, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return toks
+}
+
+// scheme bundles an issuer/redeemer with a way to fetch tokens from it.
+type scheme struct {
+	name   string
+	r      Redeemer
+	clk    *clock
+	fetch  func(t testing.TB, account string, n int) [][]byte
+	issuer Issuer
+}
+
+func allSchemes(t testing.TB) []scheme { return allSchemesQuota(t, 0) }
+
+func allSchemesQuota(t testing.TB, quota int) []scheme {
+	var out []scheme
+	clk := newClock()
+	si := NewSimpleIssuer(nil, &IssuerConfig{Now: clk.now, Quota: quota})
+	out = append(out, scheme{"simple", si, clk, func(t testing.TB, a string, n int) [][]byte { return fetchSimple(t, si, a, n) }, si})
+	for _, tt := range tokenTypes {
+		clk := newClock()
+		iss := newPPIssuer(t, tt, &IssuerConfig{Now: clk.now, Quota: quota})
+		out = append(out, scheme{fmt.Sprintf("privacypass-%04x", uint16(tt)), iss, clk, func(t testing.TB, a string, n int) [][]byte {
+			return fetchPP(t, iss, ppClient(t, iss), a, n)
+		}, iss})
+	}
+	return out
+}
+
+func TestRedeemOnce(t *testing.T) {
+	for _, s := range allSchemes(t) {
+		t.Run(s.name, func(t *testing.T) {
+			toks := s.fetch(t, "alice", 32)
+			for i, tok := range toks {
+				if err := s.r.Redeem(tok); err != nil {
+					t.Fatalf("token %d: %v", i, err)
+				}
+				if err := s.r.Redeem(tok); !errors.Is(err, ErrDoubleSpend) {
+					t.Fatalf("token %d again: %v, want ErrDoubleSpend", i, err)
+				}
+			}
+		})
+	}
+}
+
+func TestConcurrentRedeem(t *testing.T) {
+	const goroutines, tokens = 64, 16
+	for _, s := range allSchemes(t) {
+		t.Run(s.name, func(t *testing.T) {
+			toks := s.fetch(t, "alice", tokens)
+			var accepted [tokens]atomic.Int32
+			var otherErr atomic.Value
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for g := range goroutines {
+				wg.Go(func() {
+					<-start
+					for k := range tokens {
+						i := (k + g) % tokens // different goroutines start on different tokens
+						err := s.r.Redeem(toks[i])
+						switch {
+						case err == nil:
+							accepted[i].Add(1)
+						case !errors.Is(err, ErrDoubleSpend):
+							otherErr.Store(err)
+						}
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if err := otherErr.Load(); err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			for i := range accepted {
+				if n := accepted[i].Load(); n != 1 {
+					t.Errorf("token %d accepted %d times", i, n)
+				}
+			}
+		})
+	}
+}
+
+func TestRetiredKey(t *testing.T) {
+	for _, s := range allSchemes(t) {
+		t.Run(s.name, func(t *testing.T) {
+			toks := s.fetch(t, "alice", 3)
+			s.clk.advance(24 * time.Hour) // next period: still accepted
+			if err := s.r.Redeem(toks[0]); err != nil {
+				t.Fatalf("previous period's token: %v", err)
+			}
+			s.clk.advance(24 * time.Hour) // two periods on: refused
+			err := s.r.Redeem(toks[1])
+			if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrExpired) {
+				t.Fatalf("retired token: %v, want ErrUnknownKey or ErrExpired", err)
+			}
+			if s.r.Scheme() == SchemePrivacyPass && !errors.Is(err, ErrUnknownKey) {
+				t.Fatalf("retired privacy pass token: %v, want ErrUnknownKey", err)
+			}
+		})
+	}
+	t.Run("request-with-old-key", func(t *testing.T) {
+		clk := newClock()
+		iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
+		c := ppClient(t, iss)
+		clk.advance(24 * time.Hour)
+		_, req, err := c.Request(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrUnknownKey) {
+			t.Fatalf("issuing under the previous key: %v, want ErrUnknownKey", err)
+		}
+	})
+}
+
+func TestKeyRotation(t *testing.T) {
+	clk := newClock()
+	iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
+	d1, err := iss.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second issuer with the same master secret derives the same keys.
+	d2, err := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now}).Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Check(d2); err != nil {
+		t.Fatal(err)
+	}
+	if len(d1.Keys) != 2 || d1.Keys[0].Period != d1.Keys[1].Period+1 {
+		t.Fatalf("directory = %+v, want the current and the previous period", d1.Keys)
+	}
+	if bytes.Equal(d1.Keys[0].PublicKey, d1.Keys[1].PublicKey) {
+		t.Fatal("two periods share a key")
+	}
+	clk.advance(24 * time.Hour)
+	d3, err := iss.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d3.Keys[1].ID() != d1.Keys[0].ID() {
+		t.Fatal("the previous period's key is not the former current key")
+	}
+	if err := d1.Check(d3); err != nil {
+		t.Fatalf("rotated directories disagree on a shared period: %v", err)
+	}
+	// An issuer that shows one client its own key is caught.
+	other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{7}, 32), testChallenge(TokenTypeVOPRFP384), &IssuerConfig{Now: clk.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d4, err := other.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d3.Check(d4); !errors.Is(err, ErrKeyMismatch) {
+		t.Fatalf("Check of different keys: %v, want ErrKeyMismatch", err)
+	}
+}
+
+func TestQuota(t *testing.T) {
+	for _, s := range allSchemesQuota(t, 30) {
+		t.Run(s.name, func(t *testing.T) {
+			for range 3 {
+				s.fetch(t, "alice", 10)
+			}
+			var req []byte
+			if s.r.Scheme() == SchemeSimple {
+				req, _ = NewSimpleRequest(1)
+			} else {
+				iss := s.issuer.(*PrivacyPassIssuer)
+				_, req, _ = ppClient(t, iss).Request(1)
+			}
+			if _, err := s.issuer.Issue("alice", req); !errors.Is(err, ErrQuotaExceeded) {
+				t.Fatalf("over quota: %v, want ErrQuotaExceeded", err)
+			}
+			if _, err := s.issuer.Issue("bob", req); err != nil {
+				t.Fatalf("another account: %v", err)
+			}
+			s.clk.advance(24 * time.Hour)
+			if s.r.Scheme() == SchemePrivacyPass {
+				_, req, _ = ppClient(t, s.issuer.(*PrivacyPassIssuer)).Request(1)
+			}
+			if _, err := s.issuer.Issue("alice", req); err != nil {
+				t.Fatalf("next period: %v", err)
+			}
+		})
+	}
+	t.Run("batch-size", func(t *testing.T) {
+		si := NewSimpleIssuer(nil, &IssuerConfig{MaxBatch: 8})
+		req, _ := NewSimpleRequest(9)
+		if _, err := si.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
+			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
+		}
+		iss := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{MaxBatch: 8})
+		_, req, _ = ppClient(t, iss).Request(9)
+		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
+			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
+		}
+	})
+}
+
+// knownErrors are the sentinels every failure on peer input must match.
+var knownErrors = []error{
+	ErrMalformed, ErrUnsupportedScheme, ErrUnsupportedTokenType, ErrInvalidToken, ErrDoubleSpend,
+	ErrUnknownKey, ErrExpired, ErrInvalidProof, ErrQuotaExceeded, ErrBatchSize, ErrKeyMismatch,
+	ErrNotPrivateMessage, ErrUnsupportedVersion,
+}
+
+func isKnown(err error) bool {
+	for _, k := range knownErrors {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestTamperedToken(t *testing.T) {
+	for _, tt := range tokenTypes {
+		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
+			iss := newPPIssuer(t, tt, nil)
+			tok := fetchPP(t, iss, ppClient(t, iss), "alice", 1)[0]
+			fields := []struct {
+				name string
+				off  int
+				want error
+			}{
+				{"token_type", 1, ErrUnsupportedTokenType},
+				{"nonce", 2, ErrInvalidToken},
+				{"challenge_digest", 34, ErrInvalidToken},
+				{"token_key_id", 66, ErrUnknownKey},
+				{"authenticator", 98, ErrInvalidToken},
+				{"authenticator-last", len(tok) - 1, ErrInvalidToken},
+			}
+			for _, f := range fields {
+				bad := bytes.Clone(tok)
+				bad[f.off] ^= 0x01
+				if err := iss.Redeem(bad); !errors.Is(err, f.want) {
+					t.Errorf("%s flipped: %v, want %v", f.name, err, f.want)
+				}
+			}
+			for _, bad := range [][]byte{tok[:len(tok)-1], append(bytes.Clone(tok), 0), nil} {
+				if err := iss.Redeem(bad); !errors.Is(err, ErrMalformed) {
+					t.Errorf("token of %d bytes: %v, want ErrMalformed", len(bad), err)
+				}
+			}
+			// None of that spent the real token.
+			if err := iss.Redeem(tok); err != nil {
+				t.Fatalf("genuine token after tampering: %v", err)
+			}
+		})
+	}
+	t.Run("simple", func(t *testing.T) {
+		si := NewSimpleIssuer(nil, nil)
+		tok := fetchSimple(t, si, "alice", 1)[0]
+		bad := bytes.Clone(tok)
+		bad[5] ^= 0x80
+		if err := si.Redeem(bad); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("flipped: %v, want ErrInvalidToken", err)
+		}
+		if err := si.Redeem(tok[:31]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("short: %v, want ErrMalformed", err)
+		}
+		if err := si.Redeem(tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestTamperedProof(t *testing.T) {
+	for _, tt := range tokenTypes {
+		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
+			p, _ := tt.params()
+			iss := newPPIssuer(t, tt, nil)
+			c := ppClient(t, iss)
+			pending, req, err := c.Request(4)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := iss.Issue("alice", req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proofStart := len(resp) - 2*p.ns
+			// Flipping the low bit of a scalar keeps it in range, so the
+			// proof parses and must fail to verify.
+			for _, off := range []int{proofStart + p.ns - 1, len(resp) - 1} {
+				if tt == TokenTypeVOPRFRistretto255 {
+					off -= p.ns - 1 // ristretto255 scalars are little-endian
+				}
+				bad := bytes.Clone(resp)
+				bad[off] ^= 0x01
+				if _, err := pending.Finalize(bad); !errors.Is(err, ErrInvalidProof) {
+					t.Errorf("proof byte %d flipped: %v, want ErrInvalidProof", off, err)
+				}
+			}
+			// An evaluation by another key, with a valid proof for that key.
+			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			breq, _ := ParseBatchTokenRequest(req)
+			now := other.cfg.period(other.cfg.Now())
+			k, _ := other.key(now, now)
+			breq.TruncatedTokenKeyID = k.id[31]
+			req2, _ := breq.Bytes()
+			resp2, err := other.Issue("alice", req2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pending.Finalize(resp2); !errors.Is(err, ErrInvalidProof) {
+				t.Errorf("response under another key: %v, want ErrInvalidProof", err)
+			}
+			// Truncated or reordered responses.
+			if _, err := pending.Finalize(resp[:len(resp)-1]); !errors.Is(err, ErrMalformed) {
+				t.Errorf("truncated: %v, want ErrMalformed", err)
+			}
+			r, _ := ParseBatchTokenResponse(tt, resp)
+			r.EvaluatedMsgs[0], r.EvaluatedMsgs[1] = r.EvaluatedMsgs[1], r.EvaluatedMsgs[0]
+			swapped, _ := r.Bytes()
+			if _, err := pending.Finalize(swapped); !errors.Is(err, ErrInvalidProof) {
+				t.Errorf("reordered: %v, want ErrInvalidProof", err)
+			}
+			r.EvaluatedMsgs = r.EvaluatedMsgs[:3]
+			short, _ := r.Bytes()
+			if _, err := pending.Finalize(short); !errors.Is(err, ErrBatchSize) {
+				t.Errorf("3 of 4: %v, want ErrBatchSize", err)
+			}
+			// The genuine response still works, once.
+			toks, err := pending.Finalize(resp)
+			if err != nil || len(toks) != 4 {
+				t.Fatalf("genuine response: %v", err)
+			}
+			if _, err := pending.Finalize(resp); err == nil {
+				t.Fatal("second Finalize succeeded")
+			}
+		})
+	}
+}
+
+// privateMessage returns an MLSMessage holding a PrivateMessage with the
+// given public fields and an opaque body.
+func privateMessage(groupID []byte, epoch uint64, contentType uint8, body []byte) []byte {
+	return wire.MustMarshal(func(b *cryptobyte.Builder) {
+		b.AddUint16(mlsVersion10)
+		b.AddUint16(wireFormatPrivate)
+		wire.AddVarintBytes(b, groupID)
+		b.AddUint64(epoch)
+		b.AddUint8(contentType)
+		wire.AddVarintBytes(b, nil)
+		wire.AddVarintBytes(b, bytes.Repeat([]byte{0xe5}, 20)) // encrypted_sender_data
+		wire.AddVarintBytes(b, body)
+	})
+}
+
+func TestEnvelope(t *testing.T) {
+	for _, s := range allSchemes(t) {
+		t.Run(s.name, func(t *testing.T) {
+			server := NewServer(s.r)
+			toks := s.fetch(t, "alice", 4)
+			group := []byte("group-1")
+			for ct := uint8(1); ct <= 3; ct++ { // application, proposal, commit
+				msg := privateMessage(group, 7, ct, []byte("ciphertext"))
+				env, err := Seal(s.r.Scheme(), toks[ct], msg, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				d, err := server.Accept(env)
+				if err != nil {
+					t.Fatalf("content type %d: %v", ct, err)
+				}
+				if !bytes.Equal(d.GroupID, group) || d.Epoch != 7 || !bytes.Equal(d.Message, msg) {
+					t.Fatalf("delivery = %+v", d)
+				}
+				if _, err := server.Accept(env); !errors.Is(err, ErrDoubleSpend) {
+					t.Fatalf("replayed envelope: %v, want ErrDoubleSpend", err)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvelopeRefused(t *testing.T) {
+	si := NewSimpleIssuer(nil, nil)
+	server := NewServer(si)
+	toks := fetchSimple(t, si, "alice", 1)
+	msg := privateMessage([]byte("g"), 1, 1, []byte("x"))
+	good, err := Seal(SchemeSimple, toks[0], msg, []int{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicMessage := bytes.Clone(msg)
+	publicMessage[3] = 1 // wire format mls_public_message
+	if _, err := Seal(SchemeSimple, toks[0], publicMessage, nil); !errors.Is(err, ErrNotPrivateMessage) {
+		t.Errorf("Seal of a PublicMessage: %v, want ErrNotPrivateMessage", err)
+	}
+	seal := func(e Envelope) []byte {
+		b, err := e.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	base := Envelope{Version: EnvelopeVersion, Scheme: SchemeSimple, Token: toks[0], Message: msg}
+	withMsg := func(m []byte) []byte { e := base; e.Message = m; return seal(e) }
+	cases := []struct {
+		name string
+		env  []byte
+		want error
+	}{
+		{"truncated", good[:len(good)-1], ErrMalformed},
+		{"trailing", append(bytes.Clone(good), 0), ErrMalformed},
+		{"nonzero-padding", func() []byte { e := base; e.Padding = 3; b := seal(e); b[len(b)-1] = 1; return b }(), ErrMalformed},
+		{"version", func() []byte { e := base; e.Version = 2; return seal(e) }(), ErrUnsupportedVersion},
+		{"scheme", func() []byte { e := base; e.Scheme = SchemePrivacyPass; return seal(e) }(), ErrUnsupportedScheme},
+		{"public-message", withMsg(publicMessage), ErrNotPrivateMessage},
+		{"welcome", func() []byte { m := bytes.Clone(msg); m[3] = 3; return withMsg(m) }(), ErrNotPrivateMessage},
+		{"mls-version", func() []byte { m := bytes.Clone(msg); m[1] = 2; return withMsg(m) }(), ErrNotPrivateMessage},
+		{"content-type", withMsg(privateMessage([]byte("g"), 1, 4, nil)), ErrMalformed},
+		{"message-trailing", withMsg(append(bytes.Clone(msg), 0)), ErrMalformed},
+		{"bad-token", func() []byte { e := base; e.Token = make([]byte, 32); return seal(e) }(), ErrInvalidToken},
+	}
+	for _, c := range cases {
+		if _, err := server.Accept(c.env); !errors.Is(err, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	// None of the refused envelopes spent the token.
+	if _, err := server.Accept(good); err != nil {
+		t.Fatalf("genuine envelope: %v", err)
+	}
+}
+
+func TestEnvelopePadding(t *testing.T) {
+	tok := make([]byte, 146)
+	sizes := map[int]bool{}
+	for n := 0; n < 70000; n += 1 + n/7 {
+		msg := privateMessage([]byte("group"), 1, 1, make([]byte, n))
+		env, err := Seal(SchemePrivacyPass, tok, msg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := ParseEnvelope(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(e.Message, msg) {
+			t.Fatal("message changed")
+		}
+		ok := len(env)%DefaultBuckets[len(DefaultBuckets)-1] == 0
+		for _, b := range DefaultBuckets {
+			ok = ok || len(env) == b
+		}
+		if !ok {
+			t.Fatalf("message of %d bytes: envelope of %d bytes is not a bucket size", len(msg), len(env))
+		}
+		sizes[len(env)] = true
+	}
+	if len(sizes) < len(DefaultBuckets) {
+		t.Fatalf("only %d distinct sizes", len(sizes))
+	}
+	// Every remainder, including those a varint header cannot fill exactly
+	// (65, 16386 bytes), lands in some bucket.
+	for n := 0; n < 600; n++ {
+		msg := privateMessage(nil, 0, 1, make([]byte, n))
+		env, err := Seal(SchemeSimple, make([]byte, 32), msg, []int{256, 512, 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := len(env); l != 256 && l != 512 && l != 1024 {
+			t.Fatalf("n=%d: envelope of %d bytes", n, l)
+		}
+	}
+}
+
+// TestEnvelopeHasNoSender checks that nothing the server handles names the
+// sender: the envelope's and the delivery's fields are exactly the
+// expected ones, and an envelope is a function of the token and the
+// message alone.
+func TestEnvelopeHasNoSender(t *testing.T) {
+	fields := func(v any) []string {
+		var out []string
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			out = append(out, typ.Field(i).Name)
+		}
+		return out
+	}
+	if got, want := fields(Envelope{}), []string{"Version", "Scheme", "Token", "Message", "Padding"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Envelope fields = %v, want %v", got, want)
+	}
+	if got, want := fields(Delivery{}), []string{"GroupID", "Epoch", "Message"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Delivery fields = %v, want %v", got, want)
+	}
+	for _, name := range append(fields(Envelope{}), fields(Delivery{})...) {
+		for _, bad := range []string{"sender", "leaf", "identity", "account", "credential"} {
+			if strings.Contains(strings.ToLower(name), bad) {
+				t.Errorf("field %s names the sender", name)
+			}
+		}
+	}
+	// Two senders sealing the same message with the same token produce the
+	// same bytes: there is no input through which a sender could appear.
+	msg := privateMessage([]byte("g"), 3, 1, []byte("body"))
+	tok := bytes.Repeat([]byte{1}, 32)
+	a, _ := Seal(SchemeSimple, tok, msg, nil)
+	b, _ := Seal(SchemeSimple, tok, msg, nil)
+	if !bytes.Equal(a, b) {
+		t.Fatal("Seal is not a function of the token and the message")
+	}
+}
+
+// TestPrivacyPassUnlinkable checks what the issuer sees at issuance has
+// nothing in common with what it sees at redemption, and that blinding
+// hides even a repeated token input.
+func TestPrivacyPassUnlinkable(t *testing.T) {
+	for _, tt := range tokenTypes {
+		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
+			iss := newPPIssuer(t, tt, nil)
+			c := ppClient(t, iss)
+			var transcript [][]byte // everything the issuer saw at issuance
+			var tokens [][]byte
+			for _, account := range []string{"alice", "bob"} {
+				pending, req, err := c.Request(8)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, err := iss.Issue(account, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				toks, err := pending.Finalize(resp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				transcript = append(transcript, req, resp)
+				tokens = append(tokens, toks...)
+			}
+			for _, tok := range tokens {
+				parsed, _ := ParseToken(tok)
+				// The only parts a token shares with issuance are public
+				// constants: the type, the challenge digest and the key ID.
+				for _, secretPart := range [][]byte{parsed.Nonce[:], parsed.Authenticator} {
+					for w := 0; w+8 <= len(secretPart); w++ {
+						for _, seen := range transcript {
+							if bytes.Contains(seen, secretPart[w:w+8]) {
+								t.Fatalf("issuance transcript contains bytes of a token")
+							}
+						}
+					}
+				}
+			}
+			// The same token input blinded twice gives unrelated requests.
+			nonce := [][32]byte{{1}}
+			_, r1, _ := c.request(nonce, nil)
+			_, r2, _ := c.request(nonce, nil)
+			if bytes.Equal(r1, r2) {
+				t.Fatal("blinding is deterministic")
+			}
+		})
+	}
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	iss := newPPIssuer(t, TokenTypeVOPRFP384, nil)
+	c := ppClient(t, iss)
+	_, req, _ := c.Request(3)
+	r, err := ParseBatchTokenRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := r.Bytes(); !bytes.Equal(b, req) || len(r.BlindedMsgs) != 3 {
+		t.Fatal("batch request round trip")
+	}
+	bad := bytes.Clone(req)
+	bad[0], bad[1] = 0, 2
+	if _, err := ParseBatchTokenRequest(bad); !errors.Is(err, ErrUnsupportedTokenType) {
+		t.Fatalf("blind RSA request: %v", err)
+	}
+	ch := &TokenChallenge{TokenType: 1, IssuerName: "", OriginInfo: ""}
+	if _, err := ch.Bytes(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("empty issuer name: %v", err)
+	}
+	ch = &TokenChallenge{TokenType: 1, IssuerName: "i", RedemptionContext: make([]byte, 5)}
+	if _, err := ch.Bytes(); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("5-byte redemption context: %v", err)
+	}
+	ch.RedemptionContext = make([]byte, 32)
+	enc, err := ch.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2, err := ParseTokenChallenge(enc)
+	if err != nil || !reflect.DeepEqual(ch, ch2) {
+		t.Fatalf("challenge round trip: %v %+v", err, ch2)
+	}
+}
