@@ -184,8 +184,24 @@ func TestKeyPairs(t *testing.T) {
 			pub[1] ^= 0xff
 			testKeyPair(t, cs, k)
 
-			if _, err := cs.NewPrivateKey(k.Bytes()[1:]); !errors.Is(err, ErrInvalidPrivateKey) {
-				t.Errorf("short private key: %v", err)
+			if _, err := cs.NewPrivateKey(append(k.Bytes(), 0)); !errors.Is(err, ErrInvalidPrivateKey) {
+				t.Errorf("long private key: %v", err)
+			}
+			if _, err := cs.NewPrivateKey(nil); !errors.Is(err, ErrInvalidPrivateKey) {
+				t.Errorf("empty private key: %v", err)
+			}
+			// A NIST scalar with its leading zero byte stripped is the same
+			// key; an X25519/X448 key of the wrong length is refused.
+			short, err := cs.NewPrivateKey(append([]byte{0}, k.Bytes()[1:]...)[1:])
+			if k.Bytes()[0] == 0 && err == nil && !bytes.Equal(short.PublicKey(), k.PublicKey()) {
+				t.Errorf("stripped private key gives another public key")
+			}
+			switch cs {
+			case MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519,
+				MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448, MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448:
+				if _, err := cs.NewPrivateKey(k.Bytes()[1:]); !errors.Is(err, ErrInvalidPrivateKey) {
+					t.Errorf("short X25519/X448 private key: %v", err)
+				}
 			}
 			if err := cs.ValidatePublicKey(k.PublicKey()[1:]); !errors.Is(err, ErrInvalidPublicKey) {
 				t.Errorf("short public key: %v", err)

@@ -231,10 +231,16 @@ func (x448Impl) dh(k *PrivateKey, pk []byte) ([]byte, error) {
 
 // newPrivateKey builds a PrivateKey of suite cs from serialized bytes.
 func (k *kem) newPrivateKey(cs CipherSuite, sk []byte) (*PrivateKey, error) {
-	if len(sk) != k.nSk {
+	switch {
+	case len(sk) == k.nSk:
+		sk = append([]byte(nil), sk...)
+	case k.bitmask != 0 && len(sk) > 0 && len(sk) < k.nSk:
+		// A NIST-curve scalar whose leading zero bytes were stripped,
+		// as some encoders (and the official MLS vectors) do: left-pad.
+		sk = append(make([]byte, k.nSk-len(sk), k.nSk), sk...)
+	default:
 		return nil, ErrInvalidPrivateKey
 	}
-	sk = append([]byte(nil), sk...)
 	pk, ek, err := k.impl.newPrivate(sk)
 	if err != nil {
 		clear(sk)

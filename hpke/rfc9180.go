@@ -27,7 +27,9 @@ func (cs CipherSuite) DeriveKeyPair(ikm []byte) (*PrivateKey, error) {
 // NewPrivateKey decodes a serialized HPKE private key of Nsk bytes
 // (DeserializePrivateKey of RFC 9180, Section 7.1.2). It returns an error
 // matching [ErrInvalidPrivateKey] if b has the wrong length or, for NIST
-// curves, is zero or not below the group order. The caller may reuse b.
+// curves, is zero or not below the group order. A NIST-curve scalar shorter
+// than Nsk, as left by encoders that strip leading zero bytes, is accepted
+// and left-padded. The caller may reuse b.
 func (cs CipherSuite) NewPrivateKey(b []byte) (*PrivateKey, error) {
 	p := cs.params()
 	if p == nil {

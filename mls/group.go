@@ -1,0 +1,299 @@
+package mls
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/keyschedule"
+	"github.com/microchat/e2ee/treekem"
+)
+
+// Config holds the application's choices for a [Group]. The zero value is
+// usable: every field has a documented default.
+type Config struct {
+	// Now returns the current time, for KeyPackage lifetimes. The default
+	// is time.Now. Nothing in this package reads the clock otherwise.
+	Now func() time.Time
+	// PSKs supplies external and resumption pre-shared keys (RFC 9420,
+	// §8.4). Nil means no PSKs beyond the group's own resumption PSKs.
+	PSKs PSKStore
+	// PastEpochs is how many past epochs' decryption keys are kept for
+	// late application messages. Zero selects DefaultPastEpochs; a
+	// negative value keeps none.
+	PastEpochs int
+	// MaxForwardDistance and OutOfOrderTolerance bound the secret tree's
+	// ratchets (see [keyschedule.Config]).
+	MaxForwardDistance  int
+	OutOfOrderTolerance int
+	// ValidateCredential, if set, is called for every new or changed leaf
+	// and every sender's credential; an error rejects the message.
+	ValidateCredential func(cred *Credential, signatureKey []byte) error
+	// ProposalPolicy, if set, is called for each proposal before it is
+	// cached or committed; an error rejects the proposal (and a commit
+	// carrying it).
+	ProposalPolicy func(p *Proposal, sender Sender) error
+	// ResumptionPSKEpochs is how many epochs' resumption PSKs the group
+	// keeps for PSK proposals. Zero selects DefaultResumptionPSKEpochs.
+	ResumptionPSKEpochs int
+}
+
+// Defaults of [Config].
+const (
+	DefaultPastEpochs          = 3
+	DefaultResumptionPSKEpochs = 8
+)
+
+func (c *Config) now() time.Time {
+	if c != nil && c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Config) pastEpochs() int {
+	switch {
+	case c.PastEpochs < 0:
+		return 0
+	case c.PastEpochs == 0:
+		return DefaultPastEpochs
+	}
+	return c.PastEpochs
+}
+
+func (c *Config) resumptionEpochs() int {
+	if c.ResumptionPSKEpochs <= 0 {
+		return DefaultResumptionPSKEpochs
+	}
+	return c.ResumptionPSKEpochs
+}
+
+func (c *Config) secretTreeConfig() *keyschedule.Config {
+	return &keyschedule.Config{MaxForwardDistance: c.MaxForwardDistance, OutOfOrderTolerance: c.OutOfOrderTolerance}
+}
+
+// PSKStore supplies pre-shared keys the application holds (RFC 9420, §8.4).
+// Both methods return an error matching [ErrNotFound] for an unknown key.
+type PSKStore interface {
+	// ExternalPSK returns the external PSK with the given psk_id.
+	ExternalPSK(id []byte) ([]byte, error)
+	// ResumptionPSK returns the resumption_psk of epoch of the group
+	// groupID, for groups and epochs the Group itself no longer holds.
+	ResumptionPSK(groupID []byte, epoch uint64) ([]byte, error)
+}
+
+// cachedProposal is a proposal received by reference in the current epoch.
+type cachedProposal struct {
+	ref      ProposalRef
+	proposal *Proposal
+	sender   Sender
+}
+
+// epochState is everything a member holds for one epoch. A staged commit
+// builds a new one; nothing in an epochState is modified once it is the
+// group's current state, except the secret tree's ratchets and the
+// proposal cache.
+type epochState struct {
+	ctx        GroupContext
+	ctxBytes   []byte
+	extensions []Extension // ctx.Extensions in this package's type
+	tree       *treekem.Tree
+	priv       *treekem.PrivateKeys
+	secrets    *keyschedule.EpochSecrets
+	framer     *framer
+	interim    []byte
+	proposals  []cachedProposal
+}
+
+// pastEpoch is what is kept of an earlier epoch to read late messages.
+type pastEpoch struct {
+	epoch    uint64
+	framer   *framer
+	tree     *treekem.Tree
+	ctxBytes []byte
+}
+
+// Group is one member's view of an MLS group: the state machine of RFC
+// 9420. It performs no I/O. Methods that receive messages validate them
+// fully before changing anything; a commit becomes the next epoch only when
+// its staged result is merged.
+//
+// A Group is not safe for concurrent use.
+type Group struct {
+	cfg     Config
+	cs      CipherSuite
+	sigPriv *hpke.SignaturePrivateKey
+	state   *epochState
+	past    []*pastEpoch
+	// resumption holds the resumption PSKs of recent epochs, newest last.
+	resumption []resumptionPSK
+	active     bool
+}
+
+type resumptionPSK struct {
+	epoch  uint64
+	secret []byte
+}
+
+// CipherSuite returns the group's cipher suite.
+func (g *Group) CipherSuite() CipherSuite { return g.cs }
+
+// GroupID returns the group's ID. The caller must not modify it.
+func (g *Group) GroupID() []byte { return g.state.ctx.GroupID }
+
+// Epoch returns the current epoch.
+func (g *Group) Epoch() uint64 { return g.state.ctx.Epoch }
+
+// Context returns a copy of the current GroupContext.
+func (g *Group) Context() GroupContext {
+	c := g.state.ctx
+	return c
+}
+
+// Extensions returns the group's extensions. The caller must not modify
+// them.
+func (g *Group) Extensions() []Extension { return g.state.extensions }
+
+// TreeHash returns the tree hash of the current epoch.
+func (g *Group) TreeHash() []byte { return g.state.ctx.TreeHash }
+
+// EpochAuthenticator returns the epoch authenticator of the current epoch
+// (RFC 9420, §8.7). Members compare it out of band to detect forks.
+func (g *Group) EpochAuthenticator() []byte { return g.state.secrets.EpochAuthenticator() }
+
+// Export derives a secret of length bytes for the application from the
+// current epoch (MLS-Exporter, RFC 9420, §8.5).
+func (g *Group) Export(label string, context []byte, length int) ([]byte, error) {
+	return g.state.secrets.Export(label, context, length)
+}
+
+// OwnLeafIndex returns this member's leaf index.
+func (g *Group) OwnLeafIndex() LeafIndex { return g.state.priv.LeafIndex() }
+
+// Active reports whether this member is still in the group: false once a
+// commit removing it has been merged.
+func (g *Group) Active() bool { return g.active }
+
+// Member is one member of the group as seen in the ratchet tree.
+type Member struct {
+	Index        LeafIndex
+	Credential   Credential
+	SignatureKey []byte
+}
+
+// Members returns the group's members in leaf order.
+func (g *Group) Members() []Member {
+	var out []Member
+	for i, l := range g.state.tree.Leaves() {
+		out = append(out, Member{Index: i, Credential: l.Credential, SignatureKey: l.SignatureKey})
+	}
+	return out
+}
+
+// MemberCount returns the number of members.
+func (g *Group) MemberCount() int { return g.state.tree.MemberCount() }
+
+// RatchetTree returns the encoded ratchet tree of the current epoch, for
+// sending to joiners out of band (RFC 9420, §12.4.3.3).
+func (g *Group) RatchetTree() []byte { return g.state.tree.Bytes() }
+
+// newEpochState builds the state of an epoch from its context, tree,
+// private keys and key-schedule secrets; it moves the encryption secret
+// into the epoch's secret tree.
+func (g *Group) newEpochState(ctx GroupContext, tree *treekem.Tree, priv *treekem.PrivateKeys, secrets *keyschedule.EpochSecrets, interim []byte) (*epochState, error) {
+	st, err := secrets.SecretTree(tree.LeafCount(), g.cfg.secretTreeConfig())
+	if err != nil {
+		return nil, err
+	}
+	ctxBytes := ctx.Bytes()
+	return &epochState{
+		ctx:        ctx,
+		ctxBytes:   ctxBytes,
+		extensions: fromContextExtensions(ctx.Extensions),
+		tree:       tree,
+		priv:       priv,
+		secrets:    secrets,
+		interim:    interim,
+		framer: &framer{
+			cs:               g.cs,
+			groupID:          ctx.GroupID,
+			epoch:            ctx.Epoch,
+			groupContext:     ctxBytes,
+			membershipKey:    secrets.MembershipKey(),
+			senderDataSecret: secrets.SenderDataSecret(),
+			secretTree:       st,
+		},
+	}, nil
+}
+
+// validateOptions returns the leaf validation options of the group with
+// extensions exts.
+func (g *Group) validateOptions(groupID []byte, exts []Extension, checkLifetime bool) (*treekem.ValidateOptions, error) {
+	opts := &treekem.ValidateOptions{GroupID: groupID}
+	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
+		rc, err := unmarshalRequiredCapabilities(data)
+		if err != nil {
+			return nil, err
+		}
+		opts.RequiredCapabilities = rc
+	}
+	if checkLifetime {
+		opts.Now = g.cfg.now
+	}
+	if v := g.cfg.ValidateCredential; v != nil {
+		opts.Credential = func(_ LeafIndex, n *LeafNode) error { return v(&n.Credential, n.SignatureKey) }
+	}
+	return opts, nil
+}
+
+// lookupPSKs returns the PSKs named by ids, with their secrets.
+func (g *Group) lookupPSKs(ids []PreSharedKeyID) ([]keyschedule.PSK, error) {
+	out := make([]keyschedule.PSK, 0, len(ids))
+	for _, id := range ids {
+		secret, err := g.lookupPSK(&id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, keyschedule.PSK{ID: id, Secret: secret})
+	}
+	return out, nil
+}
+
+func (g *Group) lookupPSK(id *PreSharedKeyID) ([]byte, error) {
+	switch id.PSKType {
+	case keyschedule.PSKTypeExternal:
+		if g.cfg.PSKs == nil {
+			return nil, fmt.Errorf("%w: external PSK %x", ErrNotFound, id.PSKID)
+		}
+		s, err := g.cfg.PSKs.ExternalPSK(id.PSKID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: external PSK %x: %w", ErrNotFound, id.PSKID, err)
+		}
+		return s, nil
+	case keyschedule.PSKTypeResumption:
+		if g.state != nil && bytes.Equal(id.PSKGroupID, g.state.ctx.GroupID) {
+			if id.PSKEpoch == g.state.ctx.Epoch {
+				return g.state.secrets.ResumptionPSK(), nil
+			}
+			for _, r := range g.resumption {
+				if r.epoch == id.PSKEpoch {
+					return r.secret, nil
+				}
+			}
+		}
+		if g.cfg.PSKs == nil {
+			return nil, fmt.Errorf("%w: resumption PSK of epoch %d", ErrNotFound, id.PSKEpoch)
+		}
+		s, err := g.cfg.PSKs.ResumptionPSK(id.PSKGroupID, id.PSKEpoch)
+		if err != nil {
+			return nil, fmt.Errorf("%w: resumption PSK of epoch %d: %w", ErrNotFound, id.PSKEpoch, err)
+		}
+		return s, nil
+	}
+	return nil, invalid("8.4", "unknown PSK type %d", id.PSKType)
+}
+
+// errInactive is returned by operations on a group this member has left.
+var errInactive = errors.New("mls: this member is no longer in the group")

@@ -1,0 +1,135 @@
+package mls
+
+import (
+	"bytes"
+	"fmt"
+
+	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/wire"
+	"github.com/microchat/e2ee/treekem"
+)
+
+// KeyPackage is a member's signed offer to be added to groups (RFC 9420,
+// §10): the HPKE init key a Welcome is encrypted to and the leaf node it
+// will occupy.
+type KeyPackage struct {
+	Version     ProtocolVersion
+	CipherSuite CipherSuite
+	InitKey     []byte
+	LeafNode    LeafNode
+	Extensions  []Extension
+	Signature   []byte
+}
+
+func (kp *KeyPackage) marshalTBS(b *cryptobyte.Builder) {
+	b.AddUint16(uint16(kp.Version))
+	b.AddUint16(uint16(kp.CipherSuite))
+	wire.AddVarintBytes(b, kp.InitKey)
+	kp.LeafNode.Marshal(b)
+	treekem.MarshalExtensions(b, kp.Extensions)
+}
+
+func (kp *KeyPackage) marshal(b *cryptobyte.Builder) {
+	kp.marshalTBS(b)
+	wire.AddVarintBytes(b, kp.Signature)
+}
+
+func (kp *KeyPackage) unmarshal(s *cryptobyte.String) bool {
+	*kp = KeyPackage{}
+	return s.ReadUint16((*uint16)(&kp.Version)) &&
+		s.ReadUint16((*uint16)(&kp.CipherSuite)) &&
+		wire.ReadVarintBytes(s, &kp.InitKey) &&
+		kp.LeafNode.Unmarshal(s) &&
+		treekem.UnmarshalExtensions(s, &kp.Extensions) &&
+		wire.ReadVarintBytes(s, &kp.Signature)
+}
+
+// Bytes returns the encoding of kp (without the MLSMessage envelope).
+func (kp *KeyPackage) Bytes() ([]byte, error) { return wire.Marshal(kp.marshal) }
+
+// ParseKeyPackage decodes a KeyPackage (without the MLSMessage envelope).
+// It checks only the encoding; see [KeyPackage.Verify].
+func ParseKeyPackage(data []byte) (*KeyPackage, error) {
+	kp := new(KeyPackage)
+	if err := wire.Parse(data, kp.unmarshal); err != nil {
+		return nil, malformed("key package", err)
+	}
+	return kp, nil
+}
+
+// KeyPackageRef identifies a KeyPackage (RFC 9420, §5.2).
+type KeyPackageRef []byte
+
+// Ref returns RefHash("MLS 1.0 KeyPackage Reference", KeyPackage).
+func (kp *KeyPackage) Ref() (KeyPackageRef, error) {
+	if !kp.CipherSuite.Supported() {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupported, kp.CipherSuite)
+	}
+	enc, err := kp.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return kp.CipherSuite.RefHash("MLS 1.0 KeyPackage Reference", enc), nil
+}
+
+const keyPackageLabel = "KeyPackageTBS"
+
+// sign sets kp.Signature with priv.
+func (kp *KeyPackage) sign(priv *hpke.SignaturePrivateKey) error {
+	tbs, err := wire.Marshal(kp.marshalTBS)
+	if err != nil {
+		return err
+	}
+	sig, err := kp.CipherSuite.SignWithLabel(priv, keyPackageLabel, tbs)
+	if err != nil {
+		return err
+	}
+	kp.Signature = sig
+	return nil
+}
+
+// verifySignature checks kp's signature with the leaf's signature key.
+func (kp *KeyPackage) verifySignature() error {
+	tbs, err := wire.Marshal(kp.marshalTBS)
+	if err != nil {
+		return err
+	}
+	if err := kp.CipherSuite.VerifyWithLabel(kp.LeafNode.SignatureKey, keyPackageLabel, tbs, kp.Signature); err != nil {
+		return fmt.Errorf("%w: key package signature", ErrInvalidSignature)
+	}
+	return nil
+}
+
+// verifyBasic runs the checks of RFC 9420, §10.1 that do not depend on a
+// group: version, supported suite, signature, the leaf node's own signature
+// and source, and distinct init and encryption keys. The leaf's lifetime,
+// capabilities and credential are checked with the group's context.
+func (kp *KeyPackage) verifyBasic() error {
+	if kp.Version != MLS10 {
+		return fmt.Errorf("%w: key package version %d", ErrUnsupported, kp.Version)
+	}
+	if !kp.CipherSuite.Supported() {
+		return fmt.Errorf("%w: key package cipher suite %v", ErrUnsupported, kp.CipherSuite)
+	}
+	if kp.LeafNode.Source != treekem.SourceKeyPackage {
+		return &ValidationError{Section: "10.1", Err: fmt.Errorf("key package leaf node source is %v", kp.LeafNode.Source)}
+	}
+	if err := kp.CipherSuite.ValidatePublicKey(kp.InitKey); err != nil {
+		return &ValidationError{Section: "10.1", Err: fmt.Errorf("init key: %w", err)}
+	}
+	if bytes.Equal(kp.InitKey, kp.LeafNode.EncryptionKey) {
+		return &ValidationError{Section: "10.1", Err: fmt.Errorf("init key equals leaf encryption key")}
+	}
+	if treekem.DuplicateExtension(kp.Extensions) {
+		return &ValidationError{Section: "13.4", Err: fmt.Errorf("duplicate key package extension")}
+	}
+	if err := kp.verifySignature(); err != nil {
+		return err
+	}
+	if err := kp.LeafNode.VerifySignature(kp.CipherSuite, nil, 0); err != nil {
+		return fmt.Errorf("%w: key package leaf node: %w", ErrInvalidSignature, err)
+	}
+	return nil
+}

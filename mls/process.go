@@ -1,0 +1,723 @@
+package mls
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"github.com/microchat/e2ee/keyschedule"
+	"github.com/microchat/e2ee/treekem"
+)
+
+// Processed is the result of [Group.Process]. Which fields are set
+// depends on ContentType.
+type Processed struct {
+	// ContentType is the kind of content the message carried.
+	ContentType ContentType
+	// Sender is who sent the message.
+	Sender Sender
+	// Epoch is the epoch the message was sent in.
+	Epoch uint64
+	// AuthenticatedData is the message's unencrypted authenticated data.
+	AuthenticatedData []byte
+	// ApplicationData is the plaintext of an application message. The
+	// caller owns it.
+	ApplicationData []byte
+	// Proposal is a proposal the group has cached for a later commit, and
+	// ProposalRef its reference.
+	Proposal    *Proposal
+	ProposalRef ProposalRef
+	// Commit is a validated commit, to inspect and then merge with
+	// [Group.Merge].
+	Commit *StagedCommit
+}
+
+// StagedCommit is a validated commit whose new epoch is ready but not yet
+// in effect (RFC 9420, §12.4.2). Merge it with [Group.Merge], or drop it to
+// stay in the current epoch.
+type StagedCommit struct {
+	fromEpoch uint64
+	state     *epochState
+	// Added lists the leaves of the members this commit adds.
+	Added []LeafIndex
+	// Removed lists the leaves of the members this commit removes.
+	Removed []LeafIndex
+	// Updated lists the leaves whose members updated their leaf nodes,
+	// the committer's included when it sent a path.
+	Updated []LeafIndex
+	// PSKs lists the pre-shared keys the commit injects.
+	PSKs []PreSharedKeyID
+	// Committer is the sender of the commit.
+	Committer Sender
+	// SelfRemoved is true if the commit removes this member.
+	SelfRemoved bool
+	// ReInit is set if the commit carries a ReInit proposal.
+	ReInit *ReInitProposal
+	// welcome and groupInfo are set for commits this member created.
+	newMemberSecrets []byte
+}
+
+// Epoch returns the epoch the commit leads to.
+func (s *StagedCommit) Epoch() uint64 { return s.state.ctx.Epoch }
+
+// EpochAuthenticator returns the epoch authenticator of the epoch the
+// commit leads to.
+func (s *StagedCommit) EpochAuthenticator() []byte { return s.state.secrets.EpochAuthenticator() }
+
+// Merge makes a staged commit the group's current epoch. It fails if the
+// group has moved on since the commit was staged.
+func (g *Group) Merge(s *StagedCommit) error {
+	if s == nil || s.state == nil {
+		return fmt.Errorf("mls: merging an empty staged commit")
+	}
+	if s.fromEpoch != g.state.ctx.Epoch {
+		return fmt.Errorf("%w: staged for epoch %d, group is at %d", ErrWrongEpoch, s.fromEpoch, g.state.ctx.Epoch)
+	}
+	old := g.state
+	// Keep the old epoch's decryption keys for late messages.
+	if n := g.cfg.pastEpochs(); n > 0 {
+		g.past = append(g.past, &pastEpoch{epoch: old.ctx.Epoch, framer: old.framer, tree: old.tree, ctxBytes: old.ctxBytes})
+		for len(g.past) > n {
+			g.past[0].framer.secretTree.Erase()
+			g.past = g.past[1:]
+		}
+	} else {
+		old.framer.secretTree.Erase()
+	}
+	g.resumption = append(g.resumption, resumptionPSK{epoch: old.ctx.Epoch, secret: bytes.Clone(old.secrets.ResumptionPSK())})
+	for len(g.resumption) > g.cfg.resumptionEpochs() {
+		clear(g.resumption[0].secret)
+		g.resumption = g.resumption[1:]
+	}
+	old.secrets.Erase()
+	g.state = s.state
+	s.state = nil
+	if s.SelfRemoved {
+		g.active = false
+	}
+	return nil
+}
+
+// Process validates a message received for the group and returns what it
+// carries. It never changes the group's epoch: a commit comes back as a
+// [StagedCommit] to merge. Two changes do happen on success, as RFC 9420
+// requires: the key that decrypted a PrivateMessage is deleted (§9.2), and
+// a proposal is cached for the commit that will reference it. On error,
+// nothing changes.
+func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
+	if !g.active {
+		return nil, errInactive
+	}
+	var (
+		ac       *AuthenticatedContent
+		err      error
+		groupID  []byte
+		epoch    uint64
+		wf       = msg.WireFormat
+		st       = g.state
+		verifyFn func(*AuthenticatedContent) error
+	)
+	switch {
+	case wf == WireFormatPublicMessage && msg.PublicMessage != nil:
+		groupID, epoch = msg.PublicMessage.Content.GroupID, msg.PublicMessage.Content.Epoch
+	case wf == WireFormatPrivateMessage && msg.PrivateMessage != nil:
+		groupID, epoch = msg.PrivateMessage.GroupID, msg.PrivateMessage.Epoch
+	default:
+		return nil, fmt.Errorf("%w: wire format %d cannot be processed by a group", ErrUnsupported, wf)
+	}
+	if !bytes.Equal(groupID, st.ctx.GroupID) {
+		return nil, ErrWrongGroup
+	}
+
+	if epoch != st.ctx.Epoch {
+		// Only application messages of kept past epochs are readable.
+		if epoch > st.ctx.Epoch || wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+			return nil, fmt.Errorf("%w: message for epoch %d, group at %d", ErrWrongEpoch, epoch, st.ctx.Epoch)
+		}
+		return g.processPastApplication(msg.PrivateMessage)
+	}
+
+	verifyFn = func(ac *AuthenticatedContent) error { return g.verifySender(st, ac) }
+	if wf == WireFormatPublicMessage {
+		if msg.PublicMessage.Content.ContentType == ContentTypeApplication {
+			return nil, invalid("6.2", "application data in a PublicMessage")
+		}
+		ac, err = st.framer.unprotectPublic(msg.PublicMessage)
+		if err == nil {
+			err = verifyFn(ac)
+		}
+	} else {
+		ac, err = st.framer.unprotectPrivate(msg.PrivateMessage, verifyFn)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res := &Processed{
+		ContentType:       ac.Content.ContentType,
+		Sender:            ac.Content.Sender,
+		Epoch:             ac.Content.Epoch,
+		AuthenticatedData: ac.Content.AuthenticatedData,
+	}
+	switch ac.Content.ContentType {
+	case ContentTypeApplication:
+		res.ApplicationData = ac.Content.ApplicationData
+		return res, nil
+	case ContentTypeProposal:
+		ref, err := g.cacheProposal(ac)
+		if err != nil {
+			return nil, err
+		}
+		res.Proposal, res.ProposalRef = ac.Content.Proposal, ref
+		return res, nil
+	case ContentTypeCommit:
+		sc, err := g.stageCommit(ac)
+		if err != nil {
+			return nil, err
+		}
+		res.Commit = sc
+		return res, nil
+	}
+	return nil, malformed("content type", nil)
+}
+
+// processPastApplication decrypts an application message of a kept past
+// epoch.
+func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
+	for _, p := range g.past {
+		if p.epoch != pm.Epoch {
+			continue
+		}
+		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
+			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			if leaf == nil {
+				return fmt.Errorf("%w: unknown sender", ErrDecryption)
+			}
+			return verifyContent(g.cs, leaf.SignatureKey, ac, p.ctxBytes)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &Processed{
+			ContentType:       ContentTypeApplication,
+			Sender:            ac.Content.Sender,
+			Epoch:             pm.Epoch,
+			AuthenticatedData: ac.Content.AuthenticatedData,
+			ApplicationData:   ac.Content.ApplicationData,
+		}, nil
+	}
+	return nil, fmt.Errorf("%w: epoch %d is no longer kept", ErrWrongEpoch, pm.Epoch)
+}
+
+// senderKey returns the signature key that must have signed ac.
+func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, error) {
+	c := &ac.Content
+	switch c.Sender.Type {
+	case SenderTypeMember:
+		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		if leaf == nil {
+			return nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
+		}
+		return leaf.SignatureKey, nil
+	case SenderTypeExternal:
+		data, ok := findExtension(st.extensions, ExtensionExternalSenders)
+		if !ok {
+			return nil, invalid("12.1.8", "external sender but no external_senders extension")
+		}
+		senders, err := unmarshalExternalSenders(data)
+		if err != nil {
+			return nil, err
+		}
+		if uint64(c.Sender.Index) >= uint64(len(senders)) {
+			return nil, invalid("12.1.8", "external sender index %d out of range", c.Sender.Index)
+		}
+		return senders[c.Sender.Index].SignatureKey, nil
+	case SenderTypeNewMemberProposal:
+		if c.ContentType != ContentTypeProposal || c.Proposal.Type != ProposalTypeAdd {
+			return nil, invalid("12.1.8", "new_member_proposal sender must send an Add")
+		}
+		return c.Proposal.Add.KeyPackage.LeafNode.SignatureKey, nil
+	case SenderTypeNewMemberCommit:
+		if c.ContentType != ContentTypeCommit || c.Commit.Path == nil {
+			return nil, invalid("12.4.3.2", "new_member_commit sender must send a commit with a path")
+		}
+		return c.Commit.Path.LeafNode.SignatureKey, nil
+	}
+	return nil, invalid("6", "sender type %d", c.Sender.Type)
+}
+
+// verifySender checks the rules on who may send what (RFC 9420, §6) and
+// the content signature.
+func (g *Group) verifySender(st *epochState, ac *AuthenticatedContent) error {
+	c := &ac.Content
+	if c.ContentType == ContentTypeCommit && c.Sender.Type != SenderTypeMember && c.Sender.Type != SenderTypeNewMemberCommit {
+		return invalid("6", "commit from sender type %d", c.Sender.Type)
+	}
+	if c.ContentType == ContentTypeApplication && c.Sender.Type != SenderTypeMember {
+		return invalid("6", "application message from a non-member")
+	}
+	if ac.WireFormat == WireFormatPrivateMessage && c.Sender.Type != SenderTypeMember {
+		return invalid("6.3", "PrivateMessage from a non-member")
+	}
+	key, err := g.senderKey(st, ac)
+	if err != nil {
+		return err
+	}
+	return verifyContent(g.cs, key, ac, st.ctxBytes)
+}
+
+// cacheProposal validates a proposal received by reference and caches it.
+func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
+	st := g.state
+	p := ac.Content.Proposal
+	sender := ac.Content.Sender
+	switch sender.Type {
+	case SenderTypeExternal:
+		// External senders may not propose Update or ExternalInit (§12.1.8).
+		if p.Type == ProposalTypeUpdate || p.Type == ProposalTypeExternalInit {
+			return nil, invalid("12.1.8", "external sender proposed type %d", p.Type)
+		}
+	}
+	if p.Type == ProposalTypeExternalInit {
+		return nil, invalid("12.1.6", "ExternalInit sent by reference")
+	}
+	if err := g.checkProposal(st, st.tree, p, sender); err != nil {
+		return nil, err
+	}
+	ref, err := proposalRef(g.cs, ac)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range st.proposals {
+		if bytes.Equal(c.ref, ref) {
+			return ref, nil
+		}
+	}
+	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: sender})
+	return ref, nil
+}
+
+// checkProposal runs the checks of RFC 9420, §12.1 on one proposal that do
+// not depend on the rest of the commit.
+func (g *Group) checkProposal(st *epochState, tree *treekem.Tree, p *Proposal, sender Sender) error {
+	if g.cfg.ProposalPolicy != nil {
+		if err := g.cfg.ProposalPolicy(p, sender); err != nil {
+			return &ValidationError{Section: "12.1", Err: fmt.Errorf("rejected by policy: %w", err)}
+		}
+	}
+	switch p.Type {
+	case ProposalTypeAdd:
+		kp := &p.Add.KeyPackage
+		if kp.CipherSuite != g.cs || uint16(kp.Version) != uint16(st.ctx.Version) {
+			return invalid("12.1.1", "key package version or cipher suite differs from the group's")
+		}
+		return kp.verifyBasic()
+	case ProposalTypeUpdate:
+		if sender.Type != SenderTypeMember {
+			return invalid("12.1.2", "update from a non-member")
+		}
+		opts, err := g.validateOptions(st.ctx.GroupID, st.extensions, false)
+		if err != nil {
+			return err
+		}
+		if err := tree.ValidateLeafNode(&p.Update.LeafNode, treekem.SourceUpdate, LeafIndex(sender.Index), opts); err != nil {
+			return &ValidationError{Section: "12.1.2", Err: err}
+		}
+	case ProposalTypeRemove:
+		if tree.Leaf(p.Remove.Removed) == nil {
+			return invalid("12.1.3", "remove of blank leaf %d", p.Remove.Removed)
+		}
+	case ProposalTypePreSharedKey:
+		return checkPSKID(g.cs, &p.PreSharedKey.PSK, false)
+	case ProposalTypeReInit:
+		if uint16(p.ReInit.Version) < uint16(st.ctx.Version) {
+			return invalid("12.1.5", "ReInit to an older version")
+		}
+		if !p.ReInit.CipherSuite.Supported() {
+			return fmt.Errorf("%w: ReInit cipher suite %v", ErrUnsupported, p.ReInit.CipherSuite)
+		}
+	case ProposalTypeExternalInit:
+	case ProposalTypeGroupContextExtensions:
+		return g.checkGroupContextExtensions(tree, p.GroupContextExtensions.Extensions)
+	default:
+		// A proposal type outside RFC 9420 must be supported by every
+		// member (§12.2).
+		for _, l := range tree.Leaves() {
+			if !l.Capabilities.SupportsProposal(p.Type) {
+				return fmt.Errorf("%w: proposal type %d not supported by every member", ErrUnsupported, p.Type)
+			}
+		}
+	}
+	return nil
+}
+
+// checkGroupContextExtensions checks that every member supports the new
+// extensions and meets the new required capabilities (§12.1.7).
+func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension) error {
+	if treekem.DuplicateExtension(exts) {
+		return invalid("13.4", "duplicate extension")
+	}
+	var rc *RequiredCapabilities
+	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
+		var err error
+		if rc, err = unmarshalRequiredCapabilities(data); err != nil {
+			return err
+		}
+	}
+	if data, ok := findExtension(exts, ExtensionExternalSenders); ok {
+		if _, err := unmarshalExternalSenders(data); err != nil {
+			return err
+		}
+	}
+	for i, l := range tree.Leaves() {
+		for _, e := range exts {
+			if !l.Capabilities.SupportsExtension(e.Type) {
+				return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, e.Type)}
+			}
+		}
+		if rc != nil && !rc.SatisfiedBy(&l.Capabilities) {
+			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d lacks a required capability", ErrUnsupported, i)}
+		}
+	}
+	return nil
+}
+
+// resolvedProposal is a proposal of a commit with its sender.
+type resolvedProposal struct {
+	proposal *Proposal
+	sender   Sender
+	byRef    bool
+}
+
+// resolveProposals turns a commit's proposal list into proposals, looking up
+// references in the epoch's cache.
+func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sender) ([]resolvedProposal, error) {
+	out := make([]resolvedProposal, 0, len(commit.Proposals))
+	for i := range commit.Proposals {
+		por := &commit.Proposals[i]
+		switch por.Type {
+		case ProposalOrRefProposal:
+			out = append(out, resolvedProposal{proposal: por.Proposal, sender: committer})
+		case ProposalOrRefReference:
+			j := slices.IndexFunc(st.proposals, func(c cachedProposal) bool { return bytes.Equal(c.ref, por.Reference) })
+			if j < 0 {
+				return nil, fmt.Errorf("%w: proposal reference %x", ErrNotFound, []byte(por.Reference))
+			}
+			c := st.proposals[j]
+			out = append(out, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
+		}
+	}
+	return out, nil
+}
+
+// stageCommit validates a commit and computes the epoch it leads to
+// (RFC 9420, §12.4.2), without changing the group.
+func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
+	st := g.state
+	cs := g.cs
+	commit := ac.Content.Commit
+	committer := ac.Content.Sender
+	external := committer.Type == SenderTypeNewMemberCommit
+	if committer.Type == SenderTypeMember && LeafIndex(committer.Index) == st.priv.LeafIndex() {
+		return nil, invalid("12.4.2", "a commit from ourselves must be merged from the pending commit")
+	}
+
+	props, err := g.resolveProposals(st, commit, committer)
+	if err != nil {
+		return nil, err
+	}
+	apply, err := g.applyProposals(st, props, committer)
+	if err != nil {
+		return nil, err
+	}
+	tree := apply.tree
+
+	// §12.4: a path is required unless every proposal is an Add, PSK or
+	// ReInit, and the list is not empty.
+	if apply.pathRequired && commit.Path == nil {
+		return nil, invalid("12.4", "commit requires a path")
+	}
+
+	newExt := apply.extensions
+	provisional := GroupContext{
+		Version:                 st.ctx.Version,
+		CipherSuite:             cs,
+		GroupID:                 st.ctx.GroupID,
+		Epoch:                   st.ctx.Epoch + 1,
+		ConfirmedTranscriptHash: st.ctx.ConfirmedTranscriptHash,
+		Extensions:              toContextExtensions(newExt),
+	}
+	var commitSecret []byte
+	priv := st.priv
+	var sender LeafIndex
+	sc := &StagedCommit{fromEpoch: st.ctx.Epoch, Committer: committer, Added: apply.added, Removed: apply.removed, Updated: apply.updated, ReInit: apply.reinit}
+	if commit.Path != nil {
+		if external {
+			sender = tree.LeftmostBlankLeaf()
+		} else {
+			sender = LeafIndex(committer.Index)
+		}
+		opts, err := g.validateOptions(st.ctx.GroupID, newExt, false)
+		if err != nil {
+			return nil, err
+		}
+		if err := tree.MergeUpdatePath(sender, commit.Path, apply.added, opts); err != nil {
+			return nil, &ValidationError{Section: "12.4.2", Err: err}
+		}
+		provisional.TreeHash = tree.TreeHash()
+		if !apply.selfRemoved {
+			priv, commitSecret, err = tree.DecryptUpdatePath(priv.Prune(tree), sender, commit.Path, provisional.Bytes(), apply.added)
+			if err != nil {
+				return nil, &ValidationError{Section: "12.4.2", Err: err}
+			}
+		}
+		sc.Updated = append(sc.Updated, sender)
+	} else {
+		provisional.TreeHash = tree.TreeHash()
+	}
+	if !apply.selfRemoved {
+		priv = priv.Prune(tree)
+	}
+
+	// Transcript hashes and the new GroupContext (§8.2, §12.4.2).
+	input, err := ac.confirmedTranscriptHashInput()
+	if err != nil {
+		return nil, err
+	}
+	newCtx := provisional
+	newCtx.ConfirmedTranscriptHash = keyschedule.ConfirmedTranscriptHash(cs, st.interim, input)
+	newCtxBytes := newCtx.Bytes()
+
+	// The key schedule (§8).
+	var init *keyschedule.InitSecret
+	if external {
+		if apply.externalInit == nil {
+			return nil, invalid("12.4.3.2", "external commit without ExternalInit")
+		}
+		init, err = st.secrets.ExternalInit(apply.externalInit.KEMOutput)
+		if err != nil {
+			return nil, fmt.Errorf("%w: external init", ErrDecryption)
+		}
+	} else {
+		init = st.secrets.NextInit()
+	}
+	joiner := init.JoinerSecret(commitSecret, newCtxBytes)
+	if external {
+		init.Erase()
+	}
+	defer joiner.Erase()
+	psks, err := g.lookupPSKs(apply.psks)
+	if err != nil {
+		return nil, err
+	}
+	pskSecret, err := keyschedule.PSKSecret(cs, psks)
+	if err != nil {
+		return nil, err
+	}
+	es := joiner.EpochSecret(pskSecret, newCtxBytes)
+	clear(pskSecret)
+	secrets := es.Derive()
+	es.Erase()
+	if !secrets.VerifyConfirmationTag(newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag) {
+		secrets.Erase()
+		return nil, fmt.Errorf("%w: confirmation tag", ErrDecryption)
+	}
+	interim := keyschedule.InterimTranscriptHash(cs, newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
+	sc.state, err = g.newEpochState(newCtx, tree, priv, secrets, interim)
+	if err != nil {
+		return nil, err
+	}
+	sc.PSKs = apply.psks
+	sc.SelfRemoved = apply.selfRemoved
+	return sc, nil
+}
+
+// appliedProposals is the outcome of applying a commit's proposals.
+type appliedProposals struct {
+	tree         *treekem.Tree
+	extensions   []Extension
+	added        []LeafIndex
+	removed      []LeafIndex
+	updated      []LeafIndex
+	psks         []PreSharedKeyID
+	reinit       *ReInitProposal
+	externalInit *ExternalInitProposal
+	pathRequired bool
+	selfRemoved  bool
+}
+
+// applyProposals validates a commit's proposal list (RFC 9420, §12.2) and
+// applies it to a copy of the tree (§12.3).
+func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committer Sender) (*appliedProposals, error) {
+	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0}
+	external := committer.Type == SenderTypeNewMemberCommit
+	var (
+		gce                   *GroupContextExtensionsProposal
+		updates               []resolvedProposal
+		removes, adds         []*Proposal
+		touched               = map[LeafIndex]bool{}
+		pskSeen               [][]byte
+		addKeys               = map[string]bool{}
+		nonDefaultTypesChosen []ProposalType
+	)
+	for _, rp := range props {
+		p := rp.proposal
+		if err := g.checkProposal(st, st.tree, p, rp.sender); err != nil {
+			return nil, err
+		}
+		switch p.Type {
+		case ProposalTypeAdd:
+			key := string(p.Add.KeyPackage.LeafNode.SignatureKey)
+			if addKeys[key] {
+				return nil, invalid("12.2", "two Adds for the same client")
+			}
+			addKeys[key] = true
+			adds = append(adds, p)
+		case ProposalTypeUpdate:
+			if !rp.byRef {
+				return nil, invalid("12.2", "Update sent by value in a commit")
+			}
+			l := LeafIndex(rp.sender.Index)
+			if committer.Type == SenderTypeMember && l == LeafIndex(committer.Index) {
+				return nil, invalid("12.2", "commit includes the committer's own Update")
+			}
+			if touched[l] {
+				return nil, invalid("12.2", "several Update or Remove proposals for leaf %d", l)
+			}
+			touched[l] = true
+			updates = append(updates, rp)
+			out.pathRequired = true
+		case ProposalTypeRemove:
+			l := p.Remove.Removed
+			if committer.Type == SenderTypeMember && l == LeafIndex(committer.Index) {
+				return nil, invalid("12.2", "commit removes the committer")
+			}
+			if touched[l] {
+				return nil, invalid("12.2", "several Update or Remove proposals for leaf %d", l)
+			}
+			touched[l] = true
+			removes = append(removes, p)
+			out.pathRequired = true
+		case ProposalTypePreSharedKey:
+			enc, err := p.PreSharedKey.PSK.Bytes()
+			if err != nil {
+				return nil, err
+			}
+			// The nonce makes every ID unique; compare without it.
+			id := p.PreSharedKey.PSK
+			id.PSKNonce = nil
+			idBytes, _ := id.Bytes()
+			_ = enc
+			for _, s := range pskSeen {
+				if bytes.Equal(s, idBytes) {
+					return nil, invalid("12.2", "the same PSK twice")
+				}
+			}
+			pskSeen = append(pskSeen, idBytes)
+			out.psks = append(out.psks, p.PreSharedKey.PSK)
+		case ProposalTypeReInit:
+			if len(props) != 1 {
+				return nil, invalid("12.2", "ReInit together with other proposals")
+			}
+			out.reinit = p.ReInit
+		case ProposalTypeExternalInit:
+			if !external {
+				return nil, invalid("12.2", "ExternalInit in a member's commit")
+			}
+			if out.externalInit != nil {
+				return nil, invalid("12.2", "several ExternalInit proposals")
+			}
+			out.externalInit = p.ExternalInit
+			out.pathRequired = true
+		case ProposalTypeGroupContextExtensions:
+			if gce != nil {
+				return nil, invalid("12.2", "several GroupContextExtensions proposals")
+			}
+			gce = p.GroupContextExtensions
+			out.pathRequired = true
+		default:
+			nonDefaultTypesChosen = append(nonDefaultTypesChosen, p.Type)
+			out.pathRequired = true
+		}
+	}
+	if external {
+		if out.externalInit == nil {
+			return nil, invalid("12.4.3.2", "external commit without ExternalInit")
+		}
+		for _, rp := range props {
+			switch rp.proposal.Type {
+			case ProposalTypeExternalInit, ProposalTypeRemove, ProposalTypePreSharedKey:
+			default:
+				return nil, invalid("12.4.3.2", "external commit with a proposal of type %d", rp.proposal.Type)
+			}
+			if rp.byRef {
+				return nil, invalid("12.4.3.2", "external commit with a proposal by reference")
+			}
+		}
+		if len(removes) > 1 {
+			return nil, invalid("12.4.3.2", "external commit with several Removes")
+		}
+	}
+
+	tree := out.tree
+	me := st.priv.LeafIndex()
+	// 1. GroupContextExtensions.
+	if gce != nil {
+		out.extensions = gce.Extensions
+	}
+	// 2. Updates.
+	for _, rp := range updates {
+		l := LeafIndex(rp.sender.Index)
+		leaf := rp.proposal.Update.LeafNode
+		if err := tree.UpdateLeaf(l, &leaf); err != nil {
+			return nil, &ValidationError{Section: "12.1.2", Err: err}
+		}
+		out.updated = append(out.updated, l)
+	}
+	// 3. Removes.
+	for _, p := range removes {
+		l := p.Remove.Removed
+		if l == me {
+			out.selfRemoved = true
+		}
+		if external {
+			// A resync removes the joiner's old leaf: it must hold the same
+			// identity as the new one (§12.4.3.2); checked by the caller's
+			// credential policy.
+		}
+		if err := tree.RemoveLeaf(l); err != nil {
+			return nil, &ValidationError{Section: "12.1.3", Err: err}
+		}
+		out.removed = append(out.removed, l)
+	}
+	// 4. Adds.
+	opts, err := g.validateOptions(st.ctx.GroupID, out.extensions, true)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range adds {
+		leaf := p.Add.KeyPackage.LeafNode
+		if err := tree.ValidateLeafNode(&leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
+			return nil, &ValidationError{Section: "12.1.1", Err: err}
+		}
+		l, err := tree.AddLeaf(&leaf)
+		if err != nil {
+			return nil, &ValidationError{Section: "12.1.1", Err: err}
+		}
+		out.added = append(out.added, l)
+	}
+	// A GroupContextExtensions change must suit every member of the new
+	// tree, added ones included.
+	if gce != nil {
+		if err := g.checkGroupContextExtensions(tree, out.extensions); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range nonDefaultTypesChosen {
+		for _, l := range tree.Leaves() {
+			if !l.Capabilities.SupportsProposal(t) {
+				return nil, fmt.Errorf("%w: proposal type %d not supported by every member", ErrUnsupported, t)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,359 @@
+package treekem
+
+import (
+	"bytes"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/microchat/e2ee/internal/treemath"
+)
+
+// ValidateOptions carries the group parameters that leaf node validation
+// (RFC 9420, Section 7.3) checks leaves against.
+type ValidateOptions struct {
+	// GroupID is signed by leaf nodes whose source is update or commit.
+	GroupID []byte
+	// RequiredCapabilities is the group's required_capabilities extension
+	// (RFC 9420, Section 11.1), or nil if it has none.
+	RequiredCapabilities *RequiredCapabilities
+	// Now returns the current time, against which the lifetime of
+	// key_package leaf nodes is checked. If nil, lifetimes are not checked
+	// against a clock (RFC 9420 only recommends it for received nodes).
+	Now func() time.Time
+	// MaxLifetime, if non-zero, is the longest total lifetime accepted for
+	// a key_package leaf node (RFC 9420, Section 7.2).
+	MaxLifetime time.Duration
+	// Credential, if set, is the application's credential validation
+	// (RFC 9420, Section 5.3.1). An error from it is wrapped so that it
+	// matches [ErrCredential]. It may be called concurrently by
+	// [Tree.Validate].
+	Credential func(leaf LeafIndex, node *LeafNode) error
+	// Workers bounds the goroutines [Tree.Validate] uses to verify leaf
+	// signatures. Zero means runtime.GOMAXPROCS(0).
+	Workers int
+}
+
+// checkLeaf runs the checks of RFC 9420, Section 7.3 that depend only on
+// the leaf node itself and the group parameters. at is the leaf's position,
+// which update and commit signatures cover.
+func (t *Tree) checkLeaf(leaf *LeafNode, at LeafIndex, opts *ValidateOptions) error {
+	if err := leaf.VerifySignature(t.suite, opts.GroupID, at); err != nil {
+		return fmt.Errorf("%w: leaf %d: %w", ErrInvalidLeafNode, at, err)
+	}
+	if err := t.suite.ValidatePublicKey(leaf.EncryptionKey); err != nil {
+		return fmt.Errorf("%w: leaf %d: encryption key: %w", ErrInvalidLeafNode, at, err)
+	}
+	if opts.Credential != nil {
+		if err := opts.Credential(at, leaf); err != nil {
+			return fmt.Errorf("%w: %w: leaf %d: %w", ErrInvalidLeafNode, ErrCredential, at, err)
+		}
+	}
+	caps := &leaf.Capabilities
+	if !caps.SupportsCredential(leaf.Credential.Type) {
+		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d does not list its own credential type %d", at, leaf.Credential.Type)
+	}
+	if r := opts.RequiredCapabilities; r != nil && !r.SatisfiedBy(caps) {
+		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d lacks a required capability", at)
+	}
+	if DuplicateExtension(leaf.Extensions) {
+		return fmt.Errorf("%w: leaf %d repeats an extension type", ErrInvalidLeafNode, at)
+	}
+	for i := range leaf.Extensions {
+		if !caps.SupportsExtension(leaf.Extensions[i].Type) {
+			return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d uses extension %d it does not list", at, leaf.Extensions[i].Type)
+		}
+	}
+	if leaf.Source == SourceKeyPackage {
+		lt := leaf.Lifetime
+		if lt.NotAfter < lt.NotBefore {
+			return both(ErrInvalidLeafNode, ErrLifetime, "leaf %d: not_after precedes not_before", at)
+		}
+		if opts.MaxLifetime > 0 && lt.NotAfter-lt.NotBefore > uint64(opts.MaxLifetime/time.Second) {
+			return both(ErrInvalidLeafNode, ErrLifetime, "leaf %d: lifetime longer than allowed", at)
+		}
+		if opts.Now != nil && !lt.Contains(opts.Now()) {
+			return both(ErrInvalidLeafNode, ErrLifetime, "leaf %d: outside its lifetime", at)
+		}
+	}
+	return nil
+}
+
+// ValidateLeafNode checks a leaf node that is about to enter the tree (RFC
+// 9420, Section 7.3): with source [SourceKeyPackage] for an Add, in which
+// case at is ignored; with [SourceUpdate] or [SourceCommit] for the node
+// that replaces leaf at. Besides the checks on the node itself (signature,
+// credential, capabilities, extensions, lifetime) it checks, using the
+// tree's indexes and without a scan, that its signature and encryption
+// keys are not used elsewhere in the tree and that its credential type is
+// supported by every other member and it supports theirs.
+func (t *Tree) ValidateLeafNode(leaf *LeafNode, source LeafNodeSource, at LeafIndex, opts *ValidateOptions) error {
+	if opts == nil {
+		opts = &ValidateOptions{}
+	}
+	if leaf.Source != source {
+		return fmt.Errorf("%w: leaf_node_source is %v, want %v", ErrInvalidLeafNode, leaf.Source, source)
+	}
+	var old *LeafNode
+	replaced := int64(-1)
+	if source != SourceKeyPackage {
+		old = t.Leaf(at)
+		replaced = int64(at)
+		if old == nil && source == SourceUpdate {
+			return fmt.Errorf("%w: leaf %d", ErrBlankLeaf, at)
+		}
+	}
+	if err := t.checkLeaf(leaf, at, opts); err != nil {
+		return err
+	}
+	if err := t.checkUnique(leaf, replaced); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
+	}
+	return t.checkCredentialCoverage(leaf, old)
+}
+
+// checkCredentialCoverage checks the credential type rules of RFC 9420,
+// Section 7.3 for leaf replacing old (nil for an addition) using the
+// per-type counts of the index.
+func (t *Tree) checkCredentialCoverage(leaf, old *LeafNode) error {
+	others := t.idx.members
+	supported := t.idx.credSupported[leaf.Credential.Type]
+	if old != nil {
+		others--
+		if old.Capabilities.SupportsCredential(leaf.Credential.Type) {
+			supported--
+		}
+	}
+	if supported < others {
+		return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d is not supported by every member", leaf.Credential.Type)
+	}
+	for ct, n := range t.idx.credUsed {
+		if old != nil && old.Credential.Type == ct {
+			n--
+		}
+		if n > 0 && !leaf.Capabilities.SupportsCredential(ct) {
+			return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d used in the group is not supported", ct)
+		}
+	}
+	return nil
+}
+
+// Validate checks the whole tree as a member joining the group must (RFC
+// 9420, Section 12.4.3.1), except the comparison of its tree hash with the
+// GroupInfo, which is the caller's:
+//
+//   - the unmerged_leaves of every parent are sorted, name non-blank leaves
+//     below it, and are also listed by every non-blank parent in between;
+//   - no two leaves share a signature key and no two nodes an encryption key;
+//   - every leaf node is valid (Section 7.3): see [ValidateOptions]; leaf
+//     signatures are verified on several goroutines;
+//   - every leaf supports every credential type in use;
+//   - every non-blank parent node is parent-hash valid (Section 7.9.2).
+//
+// Every error matches [ErrInvalidTree] and a more precise sentinel.
+func (t *Tree) Validate(opts *ValidateOptions) error {
+	if opts == nil {
+		opts = &ValidateOptions{}
+	}
+	if len(t.nodes) == 0 {
+		return fmt.Errorf("%w: empty tree", ErrInvalidTree)
+	}
+	if err := t.checkStructure(); err != nil {
+		return err
+	}
+	if err := t.checkLeaves(opts); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidTree, err)
+	}
+	return t.VerifyParentHashes()
+}
+
+// checkStructure checks unmerged leaves, key uniqueness and credential
+// type coverage.
+func (t *Tree) checkStructure() error {
+	n := t.LeafCount()
+	for i := 1; i < len(t.nodes); i += 2 {
+		p := t.nodes[i].parent
+		if p == nil {
+			continue
+		}
+		for j, u := range p.UnmergedLeaves {
+			if j > 0 && u <= p.UnmergedLeaves[j-1] {
+				return fmt.Errorf("%w: unmerged leaves of node %d are not strictly increasing", ErrInvalidTree, i)
+			}
+			if uint32(u) >= n || t.nodes[u.Node()].leaf == nil || !inSubtree(u, NodeIndex(i)) {
+				return fmt.Errorf("%w: node %d lists leaf %d as unmerged, which is blank or not below it", ErrInvalidTree, i, u)
+			}
+			for x := treemath.Parent(u.Node().tm(), n); x != treemath.NodeIndex(i); x = treemath.Parent(x, n) {
+				if q := t.nodes[x].parent; q != nil {
+					if _, found := slices.BinarySearch(q.UnmergedLeaves, u); !found {
+						return fmt.Errorf("%w: leaf %d is unmerged at node %d but not at node %d below it", ErrInvalidTree, u, i, x)
+					}
+				}
+			}
+		}
+	}
+	for i := range t.nodes {
+		nd := &t.nodes[i]
+		if nd.blank() {
+			continue
+		}
+		k := nd.encryptionKey()
+		if j, ok := t.idx.enc.get(string(k)); !ok {
+			t.idx.enc.set(string(k), NodeIndex(i))
+		} else if j != NodeIndex(i) {
+			return both(ErrInvalidTree, ErrDuplicateKey, "nodes %d and %d share an encryption key", j, i)
+		}
+		if nd.leaf == nil {
+			continue
+		}
+		sk := nd.leaf.SignatureKey
+		if j, ok := t.idx.sig.get(string(sk)); !ok {
+			t.idx.sig.set(string(sk), LeafIndex(i/2))
+		} else if j != LeafIndex(i/2) {
+			return both(ErrInvalidTree, ErrDuplicateKey, "leaves %d and %d share a signature key", j, i/2)
+		}
+		for ct, c := range t.idx.credUsed {
+			if c > 0 && !nd.leaf.Capabilities.SupportsCredential(ct) {
+				return both(ErrInvalidTree, ErrCapabilities, "leaf %d does not support credential type %d used in the group", i/2, ct)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLeaves runs checkLeaf on every leaf, and validates parent keys, on
+// up to opts.Workers goroutines. It returns the error of the lowest node.
+func (t *Tree) checkLeaves(opts *ValidateOptions) error {
+	var todo []NodeIndex
+	for i := range t.nodes {
+		if !t.nodes[i].blank() {
+			todo = append(todo, NodeIndex(i))
+		}
+	}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, len(todo))
+	errs := make([]error, len(todo))
+	var failed atomic.Bool
+	var next atomic.Int64
+	check := func() {
+		const batch = 16
+		for !failed.Load() {
+			start := int(next.Add(batch)) - batch
+			if start >= len(todo) {
+				return
+			}
+			for k := start; k < min(start+batch, len(todo)); k++ {
+				n := todo[k]
+				nd := &t.nodes[n]
+				var err error
+				if nd.leaf != nil {
+					err = t.checkLeaf(nd.leaf, n.Leaf(), opts)
+				} else if e := t.suite.ValidatePublicKey(nd.parent.EncryptionKey); e != nil {
+					err = fmt.Errorf("%w: parent node %d: encryption key: %w", ErrInvalidTree, n, e)
+				}
+				if err != nil {
+					errs[k] = err
+					failed.Store(true)
+				}
+			}
+		}
+	}
+	if workers <= 1 {
+		check()
+	} else {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(check)
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VerifyParentHashes checks that every non-blank parent node is parent-hash
+// valid (RFC 9420, Section 7.9.2), top down: exactly one of its children's
+// subtrees holds the node D that was set in the same UpdatePath, and D's
+// parent_hash is the parent hash of this node. Errors match
+// [ErrInvalidTree] and [ErrParentHashMismatch].
+func (t *Tree) VerifyParentHashes() error {
+	for i := 1; i < len(t.nodes); i += 2 {
+		if t.nodes[i].parent == nil {
+			continue
+		}
+		if !t.parentHashValid(NodeIndex(i)) {
+			return both(ErrInvalidTree, ErrParentHashMismatch, "node %d", i)
+		}
+	}
+	return nil
+}
+
+func (t *Tree) parentHashValid(p NodeIndex) bool {
+	P := t.nodes[p].parent
+	left := NodeIndex(treemath.Left(p.tm()))
+	right := NodeIndex(treemath.Right(p.tm(), t.LeafCount()))
+	matches := 0
+	for _, cs := range [2][2]NodeIndex{{left, right}, {right, left}} {
+		c, s := cs[0], cs[1]
+		d, ok := t.chainChild(P, c)
+		if !ok {
+			continue
+		}
+		var dph []byte
+		if nd := &t.nodes[d]; nd.leaf != nil {
+			if nd.leaf.Source == SourceCommit {
+				dph = nd.leaf.ParentHash
+			}
+		} else {
+			dph = nd.parent.ParentHash
+		}
+		if len(dph) == 0 {
+			continue
+		}
+		ph := t.parentHash(P.EncryptionKey, P.ParentHash, t.hashExcluding(s, P.UnmergedLeaves))
+		if bytes.Equal(ph, dph) {
+			matches++
+		}
+	}
+	return matches == 1
+}
+
+// chainChild returns the node D below child c of parent P such that the
+// resolution of c is D followed by exactly P's unmerged leaves under c: the
+// only node that can carry P's parent hash (RFC 9420, Section 7.9.2).
+func (t *Tree) chainChild(P *ParentNode, c NodeIndex) (NodeIndex, bool) {
+	lo, hi := subtreeLeaves(c)
+	a, _ := slices.BinarySearch(P.UnmergedLeaves, lo)
+	b, _ := slices.BinarySearch(P.UnmergedLeaves, hi)
+	um := P.UnmergedLeaves[a:b]
+	res := t.resolve(c, nil)
+	if len(res) != len(um)+1 {
+		return 0, false
+	}
+	var d NodeIndex
+	found := false
+	matched := 0
+	for _, r := range res {
+		if r.IsLeaf() {
+			if _, in := slices.BinarySearch(um, r.Leaf()); in {
+				matched++
+				continue
+			}
+		}
+		if found {
+			return 0, false
+		}
+		d, found = r, true
+	}
+	return d, found && matched == len(um)
+}
