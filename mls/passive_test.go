@@ -123,7 +123,6 @@ func testPassiveClient(t *testing.T, v *passiveClientVector) {
 	}
 }
 
-
 func init() {
 	passiveFiles = []string{"passive-client-welcome", "passive-client-handling-commit", "passive-client-random"}
 }
