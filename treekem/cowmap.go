@@ -46,10 +46,16 @@ func (m *cowMap[K, V]) del(k K) {
 	m.maybeFlatten()
 }
 
+func (m *cowMap[K, V]) threshold() int { return 64 + len(m.base)/16 }
+
 func (m *cowMap[K, V]) maybeFlatten() {
-	if len(m.delta) <= 64+len(m.base)/16 {
+	if len(m.delta) <= m.threshold() {
 		return
 	}
+	m.flatten()
+}
+
+func (m *cowMap[K, V]) flatten() {
 	nb := make(map[K]V, len(m.base)+len(m.delta))
 	for k, v := range m.base {
 		nb[k] = v
@@ -64,8 +70,13 @@ func (m *cowMap[K, V]) maybeFlatten() {
 	m.base, m.delta = nb, nil
 }
 
-// clone returns a copy that shares the base.
+// clone returns a copy that shares the base. If m has accumulated many
+// changes it first folds them into a new base, so that clones start small
+// and a tree cloned many times does not make every clone pay for the fold.
 func (m *cowMap[K, V]) clone() cowMap[K, V] {
+	if len(m.delta) > m.threshold()/2 {
+		m.flatten()
+	}
 	c := cowMap[K, V]{base: m.base}
 	if len(m.delta) > 0 {
 		c.delta = make(map[K]cowEntry[V], len(m.delta))

@@ -147,7 +147,8 @@ func (t *Tree) Leaves() iter.Seq2[LeafIndex, *LeafNode] {
 
 // Clone returns a copy of t that can be changed without changing t. It
 // copies the node array and the recent changes of the indexes, not the
-// nodes themselves.
+// nodes themselves. Like every method of Tree it must not run concurrently
+// with other uses of t: it may compact t's indexes.
 func (t *Tree) Clone() *Tree {
 	return &Tree{suite: t.suite, nodes: slices.Clone(t.nodes), idx: t.idx.clone()}
 }
@@ -378,7 +379,7 @@ func (t *Tree) setNode(n NodeIndex, leaf *LeafNode, parent *ParentNode) {
 	t.invalidate(n)
 }
 
-func (t *Tree) setLeaf(l LeafIndex, leaf *LeafNode)      { t.setNode(l.Node(), leaf, nil) }
+func (t *Tree) setLeaf(l LeafIndex, leaf *LeafNode)       { t.setNode(l.Node(), leaf, nil) }
 func (t *Tree) setParent(n NodeIndex, parent *ParentNode) { t.setNode(n, nil, parent) }
 
 // blankDirectPath blanks every parent on the direct path of leaf l.
