@@ -21,6 +21,12 @@ var (
 	// ErrWrongEpoch means a message is for an epoch other than the
 	// group's current one (and not a past epoch still kept).
 	ErrWrongEpoch = errors.New("mls: message is for a different epoch")
+	// ErrFutureEpoch means a message is for an epoch the group has not
+	// reached yet. It also matches ErrWrongEpoch.
+	ErrFutureEpoch = errors.New("mls: message is for a future epoch")
+	// ErrEpochTooOld means a message is for a past epoch whose keys are no
+	// longer kept. It also matches ErrWrongEpoch.
+	ErrEpochTooOld = errors.New("mls: message is for an epoch no longer kept")
 	// ErrNotFound means a KeyPackage, PSK, proposal or member named by a
 	// message is unknown.
 	ErrNotFound = errors.New("mls: not found")

@@ -35,6 +35,13 @@ type Config struct {
 	// cached or committed; an error rejects the proposal (and a commit
 	// carrying it).
 	ProposalPolicy func(p *Proposal, sender Sender) error
+	// Handshake says whether proposals and commits are sent as
+	// PublicMessage (the default) or PrivateMessage.
+	Handshake WireFormatPolicy
+	// PaddingBlock pads the content of every PrivateMessage to a multiple
+	// of this many bytes, to hide its exact length. Zero selects
+	// DefaultPaddingBlock; 1 turns padding off.
+	PaddingBlock int
 	// ResumptionPSKEpochs is how many epochs' resumption PSKs the group
 	// keeps for PSK proposals. Zero selects DefaultResumptionPSKEpochs.
 	ResumptionPSKEpochs int
@@ -44,6 +51,7 @@ type Config struct {
 const (
 	DefaultPastEpochs          = 3
 	DefaultResumptionPSKEpochs = 8
+	DefaultPaddingBlock        = 32
 )
 
 func (c *Config) now() time.Time {
@@ -130,6 +138,9 @@ type Group struct {
 	// resumption holds the resumption PSKs of recent epochs, newest last.
 	resumption []resumptionPSK
 	active     bool
+	// pendingUpdates holds the leaf private keys of this member's Update
+	// proposals of the current epoch.
+	pendingUpdates []*hpke.PrivateKey
 }
 
 type resumptionPSK struct {
@@ -295,5 +306,6 @@ func (g *Group) lookupPSK(id *PreSharedKeyID) ([]byte, error) {
 	return nil, invalid("8.4", "unknown PSK type %d", id.PSKType)
 }
 
-// errInactive is returned by operations on a group this member has left.
-var errInactive = errors.New("mls: this member is no longer in the group")
+// ErrInactive is returned by operations on a group this member is no
+// longer part of (after merging a commit that removed it).
+var ErrInactive = errors.New("mls: this member is no longer in the group")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
 )
@@ -58,20 +59,33 @@ type StagedCommit struct {
 }
 
 // Epoch returns the epoch the commit leads to.
-func (s *StagedCommit) Epoch() uint64 { return s.state.ctx.Epoch }
+func (s *StagedCommit) Epoch() uint64 { return s.fromEpoch + 1 }
 
 // EpochAuthenticator returns the epoch authenticator of the epoch the
-// commit leads to.
-func (s *StagedCommit) EpochAuthenticator() []byte { return s.state.secrets.EpochAuthenticator() }
+// commit leads to, or nil if the commit removes this member.
+func (s *StagedCommit) EpochAuthenticator() []byte {
+	if s.state == nil {
+		return nil
+	}
+	return s.state.secrets.EpochAuthenticator()
+}
 
 // Merge makes a staged commit the group's current epoch. It fails if the
 // group has moved on since the commit was staged.
 func (g *Group) Merge(s *StagedCommit) error {
-	if s == nil || s.state == nil {
+	if s == nil || (s.state == nil && !s.SelfRemoved) {
 		return fmt.Errorf("mls: merging an empty staged commit")
 	}
-	if s.fromEpoch != g.state.ctx.Epoch {
+	if s.fromEpoch != g.state.ctx.Epoch || !g.active {
 		return fmt.Errorf("%w: staged for epoch %d, group is at %d", ErrWrongEpoch, s.fromEpoch, g.state.ctx.Epoch)
+	}
+	if s.SelfRemoved {
+		// Keep the current epoch readable for late messages, but nothing
+		// can be sent or committed any more.
+		g.active = false
+		g.pendingUpdates = nil
+		g.state.secrets.EraseInit()
+		return nil
 	}
 	old := g.state
 	// Keep the old epoch's decryption keys for late messages.
@@ -92,6 +106,7 @@ func (g *Group) Merge(s *StagedCommit) error {
 	old.secrets.Erase()
 	g.state = s.state
 	s.state = nil
+	g.pendingUpdates = nil
 	if s.SelfRemoved {
 		g.active = false
 	}
@@ -106,7 +121,7 @@ func (g *Group) Merge(s *StagedCommit) error {
 // nothing changes.
 func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !g.active {
-		return nil, errInactive
+		return nil, ErrInactive
 	}
 	var (
 		ac       *AuthenticatedContent
@@ -131,8 +146,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 
 	if epoch != st.ctx.Epoch {
 		// Only application messages of kept past epochs are readable.
-		if epoch > st.ctx.Epoch || wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
-			return nil, fmt.Errorf("%w: message for epoch %d, group at %d", ErrWrongEpoch, epoch, st.ctx.Epoch)
+		if epoch > st.ctx.Epoch {
+			return nil, fmt.Errorf("%w: %w: message for epoch %d, group at %d", ErrWrongEpoch, ErrFutureEpoch, epoch, st.ctx.Epoch)
+		}
+		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+			return nil, fmt.Errorf("%w: %w: handshake message for epoch %d, group at %d", ErrWrongEpoch, ErrEpochTooOld, epoch, st.ctx.Epoch)
 		}
 		return g.processPastApplication(msg.PrivateMessage)
 	}
@@ -205,7 +223,7 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			ApplicationData:   ac.Content.ApplicationData,
 		}, nil
 	}
-	return nil, fmt.Errorf("%w: epoch %d is no longer kept", ErrWrongEpoch, pm.Epoch)
+	return nil, fmt.Errorf("%w: %w: epoch %d", ErrWrongEpoch, ErrEpochTooOld, pm.Epoch)
 }
 
 // senderKey returns the signature key that must have signed ac.
@@ -448,6 +466,16 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 	}
 	var commitSecret []byte
 	priv := st.priv
+	if slices.Contains(apply.updated, priv.LeafIndex()) {
+		// Another member committed our Update: our leaf key is the one we
+		// generated for it.
+		want := tree.Leaf(priv.LeafIndex()).EncryptionKey
+		i := slices.IndexFunc(g.pendingUpdates, func(k *hpke.PrivateKey) bool { return bytes.Equal(k.PublicKey(), want) })
+		if i < 0 {
+			return nil, fmt.Errorf("%w: private key of our own Update proposal", ErrNotFound)
+		}
+		priv = treekem.NewPrivateKeys(cs, priv.LeafIndex(), g.pendingUpdates[i])
+	}
 	var sender LeafIndex
 	sc := &StagedCommit{fromEpoch: st.ctx.Epoch, Committer: committer, Added: apply.added, Removed: apply.removed, Updated: apply.updated, ReInit: apply.reinit}
 	if commit.Path != nil {
@@ -474,9 +502,15 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 	} else {
 		provisional.TreeHash = tree.TreeHash()
 	}
-	if !apply.selfRemoved {
-		priv = priv.Prune(tree)
+	if apply.selfRemoved {
+		// We cannot follow the group into the new epoch: we receive no
+		// path secret, so neither the commit secret nor the confirmation
+		// tag can be computed. The commit's signature and membership
+		// were verified; merging it ends our membership.
+		sc.SelfRemoved = true
+		return sc, nil
 	}
+	priv = priv.Prune(tree)
 
 	// Transcript hashes and the new GroupContext (§8.2, §12.4.2).
 	input, err := ac.confirmedTranscriptHashInput()
@@ -543,6 +577,8 @@ type appliedProposals struct {
 	externalInit *ExternalInitProposal
 	pathRequired bool
 	selfRemoved  bool
+	// addedKeyPackages maps each added leaf to its KeyPackage.
+	addedKeyPackages map[LeafIndex]*KeyPackage
 }
 
 // applyProposals validates a commit's proposal list (RFC 9420, §12.2) and
@@ -704,6 +740,10 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
 		}
 		out.added = append(out.added, l)
+		if out.addedKeyPackages == nil {
+			out.addedKeyPackages = map[LeafIndex]*KeyPackage{}
+		}
+		out.addedKeyPackages[l] = &p.Add.KeyPackage
 	}
 	// A GroupContextExtensions change must suit every member of the new
 	// tree, added ones included.
