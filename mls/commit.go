@@ -199,6 +199,10 @@ type CommitOptions struct {
 	// RatchetTreeOutOfBand leaves the ratchet tree out of the Welcome's
 	// GroupInfo; the joiners then need [Group.RatchetTree] out of band.
 	RatchetTreeOutOfBand bool
+	// GroupInfo asks for a signed GroupInfo of the new epoch in
+	// [PendingCommit.GroupInfo] even when the commit adds nobody (it is
+	// always built when there is a Welcome).
+	GroupInfo bool
 	// ExternalPub adds the external_pub extension to the GroupInfo, so that
 	// new members can join by external commit.
 	ExternalPub bool
@@ -213,8 +217,12 @@ type CommitOptions struct {
 // the same epoch arrives first, process and merge that one instead: this
 // pending commit then no longer merges.
 type PendingCommit struct {
-	Commit    *MLSMessage
-	Welcome   *MLSMessage
+	// Commit is the commit message for the group.
+	Commit *MLSMessage
+	// Welcome is the Welcome for the added members, or nil.
+	Welcome *MLSMessage
+	// GroupInfo is the signed GroupInfo of the new epoch, set when the
+	// commit adds members or [CommitOptions.GroupInfo] asks for it.
 	GroupInfo *MLSMessage
 	staged    *StagedCommit
 }
@@ -373,7 +381,11 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 		pc.staged.Updated = append(pc.staged.Updated, me)
 	}
 
-	// The GroupInfo of the new epoch, and the Welcome (§12.4.3).
+	// The GroupInfo of the new epoch, and the Welcome (§12.4.3). Both cost
+	// O(n) with the tree inline, so they are built only when needed.
+	if len(apply.added) == 0 && !opts.GroupInfo {
+		return pc, nil
+	}
 	gi, err := g.groupInfo(newState, !opts.RatchetTreeOutOfBand, opts.ExternalPub)
 	if err != nil {
 		return nil, err

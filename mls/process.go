@@ -226,41 +226,42 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 	return nil, fmt.Errorf("%w: %w: epoch %d", ErrWrongEpoch, ErrEpochTooOld, pm.Epoch)
 }
 
-// senderKey returns the signature key that must have signed ac.
-func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, error) {
+// senderKey returns the signature key that must have signed ac and the
+// sender's credential.
+func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Credential, error) {
 	c := &ac.Content
 	switch c.Sender.Type {
 	case SenderTypeMember:
 		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
 		if leaf == nil {
-			return nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
+			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}
-		return leaf.SignatureKey, nil
+		return leaf.SignatureKey, &leaf.Credential, nil
 	case SenderTypeExternal:
 		data, ok := findExtension(st.extensions, ExtensionExternalSenders)
 		if !ok {
-			return nil, invalid("12.1.8", "external sender but no external_senders extension")
+			return nil, nil, invalid("12.1.8", "external sender but no external_senders extension")
 		}
 		senders, err := unmarshalExternalSenders(data)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if uint64(c.Sender.Index) >= uint64(len(senders)) {
-			return nil, invalid("12.1.8", "external sender index %d out of range", c.Sender.Index)
+			return nil, nil, invalid("12.1.8", "external sender index %d out of range", c.Sender.Index)
 		}
-		return senders[c.Sender.Index].SignatureKey, nil
+		return senders[c.Sender.Index].SignatureKey, &senders[c.Sender.Index].Credential, nil
 	case SenderTypeNewMemberProposal:
 		if c.ContentType != ContentTypeProposal || c.Proposal.Type != ProposalTypeAdd {
-			return nil, invalid("12.1.8", "new_member_proposal sender must send an Add")
+			return nil, nil, invalid("12.1.8", "new_member_proposal sender must send an Add")
 		}
-		return c.Proposal.Add.KeyPackage.LeafNode.SignatureKey, nil
+		return c.Proposal.Add.KeyPackage.LeafNode.SignatureKey, &c.Proposal.Add.KeyPackage.LeafNode.Credential, nil
 	case SenderTypeNewMemberCommit:
 		if c.ContentType != ContentTypeCommit || c.Commit.Path == nil {
-			return nil, invalid("12.4.3.2", "new_member_commit sender must send a commit with a path")
+			return nil, nil, invalid("12.4.3.2", "new_member_commit sender must send a commit with a path")
 		}
-		return c.Commit.Path.LeafNode.SignatureKey, nil
+		return c.Commit.Path.LeafNode.SignatureKey, &c.Commit.Path.LeafNode.Credential, nil
 	}
-	return nil, invalid("6", "sender type %d", c.Sender.Type)
+	return nil, nil, invalid("6", "sender type %d", c.Sender.Type)
 }
 
 // verifySender checks the rules on who may send what (RFC 9420, §6) and
@@ -276,9 +277,14 @@ func (g *Group) verifySender(st *epochState, ac *AuthenticatedContent) error {
 	if ac.WireFormat == WireFormatPrivateMessage && c.Sender.Type != SenderTypeMember {
 		return invalid("6.3", "PrivateMessage from a non-member")
 	}
-	key, err := g.senderKey(st, ac)
+	key, cred, err := g.senderKey(st, ac)
 	if err != nil {
 		return err
+	}
+	if v := g.cfg.ValidateCredential; v != nil {
+		if err := v(cred, key); err != nil {
+			return &ValidationError{Section: "5.3.1", Err: fmt.Errorf("sender credential rejected: %w", err)}
+		}
 	}
 	return verifyContent(g.cs, key, ac, st.ctxBytes)
 }
