@@ -227,13 +227,15 @@ func (g *Group) newEpochState(ctx GroupContext, tree *treekem.Tree, priv *treeke
 		priv:       priv,
 		secrets:    secrets,
 		interim:    interim,
+		// senderDataSecret is a copy: the epoch's secrets are erased when
+		// the epoch ends, but a kept past epoch still reads late messages.
 		framer: &framer{
 			cs:               g.cs,
 			groupID:          ctx.GroupID,
 			epoch:            ctx.Epoch,
 			groupContext:     ctxBytes,
 			membershipKey:    secrets.MembershipKey(),
-			senderDataSecret: secrets.SenderDataSecret(),
+			senderDataSecret: bytes.Clone(secrets.SenderDataSecret()),
 			secretTree:       st,
 		},
 	}, nil

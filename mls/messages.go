@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/crypto/cryptobyte"
 
+	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
@@ -42,6 +43,10 @@ type (
 	PreSharedKeyID = keyschedule.PreSharedKeyID
 	// GroupContext summarizes a group's state in an epoch (RFC 9420, §8.1).
 	GroupContext = keyschedule.GroupContext
+	// SignaturePrivateKey is a member's signature key (RFC 9420, §5.1.2).
+	SignaturePrivateKey = hpke.SignaturePrivateKey
+	// HPKEPrivateKey is an HPKE private key (init and encryption keys).
+	HPKEPrivateKey = hpke.PrivateKey
 )
 
 // MLS10 is the protocol version of RFC 9420.

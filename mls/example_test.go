@@ -1,0 +1,100 @@
+package mls_test
+
+import (
+	"fmt"
+	"log"
+
+	"github.com/microchat/e2ee/mls"
+)
+
+func Example() {
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+
+	// Each client has a long-term signature key and a credential.
+	newIdentity := func(name string) (mls.Credential, *mls.SignaturePrivateKey) {
+		sig, err := cs.GenerateSignatureKey()
+		if err != nil {
+			log.Fatal(err)
+		}
+		return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig
+	}
+	aliceCred, aliceSig := newIdentity("alice")
+	bobCred, bobSig := newIdentity("bob")
+	carolCred, carolSig := newIdentity("carol")
+
+	// Alice creates a group.
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Bob publishes a KeyPackage; Alice adds him and sends him the Welcome.
+	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	commit, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Once the delivery service accepts the commit, Alice merges it.
+	if err := alice.MergePendingCommit(commit); err != nil {
+		log.Fatal(err)
+	}
+	welcome, _ := commit.Welcome.Bytes() // what travels over the network
+	msg, _ := mls.ParseMessage(welcome)
+	bob, err := mls.Join(msg, bobKP, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Alice and Bob exchange a message.
+	ct, err := alice.EncryptApplication([]byte("hi Bob"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := bob.Process(ct)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("bob reads %q in epoch %d\n", res.ApplicationData, bob.Epoch())
+
+	// Bob adds Carol; Alice processes Bob's commit.
+	carolKP, err := mls.GenerateKeyPackage(cs, carolCred, carolSig, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	commit, err = bob.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{carolKP.KeyPackage}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := bob.MergePendingCommit(commit); err != nil {
+		log.Fatal(err)
+	}
+	res, err = alice.Process(commit.Commit)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := alice.Merge(res.Commit); err != nil {
+		log.Fatal(err)
+	}
+	carol, err := mls.Join(commit.Welcome, carolKP, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	ct, err = carol.EncryptApplication([]byte("hello both"), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for name, g := range map[string]*mls.Group{"alice": alice} {
+		res, err := g.Process(ct)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("%s reads %q from leaf %d in epoch %d (%d members)\n", name, res.ApplicationData, res.Sender.Index, g.Epoch(), g.MemberCount())
+	}
+	// Output:
+	// bob reads "hi Bob" in epoch 1
+	// alice reads "hello both" from leaf 2 in epoch 2 (3 members)
+}
