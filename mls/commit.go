@@ -65,8 +65,7 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 	if ac.WireFormat == WireFormatPublicMessage {
 		msg.PublicMessage, err = g.state.framer.protectPublic(ac)
 	} else {
-		size := len(ac.Content.ApplicationData) + len(ac.Auth.Signature)
-		msg.PrivateMessage, err = g.state.framer.protectPrivate(ac, g.padding(size))
+		msg.PrivateMessage, err = g.state.framer.protectPrivate(ac, g.padding)
 	}
 	if err != nil {
 		return nil, err

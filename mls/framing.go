@@ -158,23 +158,25 @@ func applyReuseGuard(nonce []byte, guard [reuseGuardSize]byte) []byte {
 }
 
 // protectPrivate encrypts ac, which must be signed and sent by a member, as
-// a PrivateMessage, padding its content with padding zero bytes.
-func (f *framer) protectPrivate(ac *AuthenticatedContent, padding int) (*PrivateMessage, error) {
+// a PrivateMessage. padding returns how many zero bytes to append to a
+// PrivateMessageContent of n bytes.
+func (f *framer) protectPrivate(ac *AuthenticatedContent, padding func(n int) int) (*PrivateMessage, error) {
 	c := &ac.Content
 	if c.Sender.Type != SenderTypeMember {
 		return nil, errors.New("mls: only members can send a PrivateMessage")
 	}
-	if padding < 0 || padding > maxPrivatePaddingLen {
-		return nil, errors.New("mls: invalid padding length")
-	}
 	plaintext, err := wire.Marshal(func(b *cryptobyte.Builder) {
 		c.marshalBody(b)
 		ac.Auth.marshal(b, c.ContentType)
-		b.AddBytes(make([]byte, padding))
 	})
 	if err != nil {
 		return nil, err
 	}
+	pad := padding(len(plaintext))
+	if pad < 0 || pad > maxPrivatePaddingLen {
+		return nil, errors.New("mls: invalid padding length")
+	}
+	plaintext = append(plaintext, make([]byte, pad)...)
 	aad, err := privateContentAAD(c.GroupID, c.Epoch, c.ContentType, c.AuthenticatedData)
 	if err != nil {
 		return nil, err

@@ -175,7 +175,7 @@ func testMessageProtection(t *testing.T, v *messageProtectionVector) {
 				if wf == WireFormatPublicMessage {
 					msg.PublicMessage, err = sender.protectPublic(ac)
 				} else {
-					msg.PrivateMessage, err = sender.protectPrivate(ac, 17)
+					msg.PrivateMessage, err = sender.protectPrivate(ac, func(int) int { return 17 })
 				}
 				if err != nil {
 					t.Fatal(err)
