@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/microchat/e2ee/internal/wire"
+	"github.com/microchat/e2ee/mls"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -97,7 +98,7 @@ var DefaultBuckets = []int{256, 512, 1 << 10, 2 << 10, 4 << 10, 8 << 10, 16 << 1
 // The envelope depends on the token and the message only; nothing in it
 // names the sender.
 func Seal(scheme Scheme, token, message []byte, buckets []int) ([]byte, error) {
-	if _, err := parsePrivateMessageHeader(message); err != nil {
+	if _, err := parsePrivateMessage(message); err != nil {
 		return nil, err
 	}
 	e := &Envelope{Version: EnvelopeVersion, Scheme: scheme, Token: token, Message: message}
@@ -149,57 +150,36 @@ func (e *Envelope) pad(buckets []int) error {
 	return fmt.Errorf("sealedsender: envelope of %d bytes too large to pad", base)
 }
 
-// MLS constants (RFC 9420, Sections 6 and 17.2).
-const (
-	mlsVersion10           = 1
-	wireFormatPrivate      = 2
-	contentTypeApplication = 1
-	contentTypeCommit      = 3
-)
-
-// privateMessageHeader holds the public fields of a PrivateMessage.
-type privateMessageHeader struct {
-	groupID     []byte
-	epoch       uint64
-	contentType uint8
+// parsePrivateMessage checks that msg is an MLSMessage holding a
+// PrivateMessage (RFC 9420, Section 6.3), with [mls.ParseMessage], and
+// returns it. Only the public fields (group ID, epoch, content type) mean
+// anything to the server; the sender is in the encrypted sender data.
+func parsePrivateMessage(msg []byte) (*mls.PrivateMessage, error) {
+	if len(msg) >= 4 {
+		if v := uint16(msg[0])<<8 | uint16(msg[1]); v != uint16(mls.MLS10) {
+			return nil, fmt.Errorf("sealedsender: MLS protocol version %d: %w", v, ErrNotPrivateMessage)
+		}
+		if wf := mls.WireFormat(uint16(msg[2])<<8 | uint16(msg[3])); wf != mls.WireFormatPrivateMessage {
+			return nil, fmt.Errorf("sealedsender: MLS wire format %d: %w", wf, ErrNotPrivateMessage)
+		}
+	}
+	m, err := mls.ParseMessage(msg)
+	if err != nil {
+		return nil, malformed("MLS PrivateMessage", err)
+	}
+	return m.PrivateMessage, nil
 }
 
-// parsePrivateMessageHeader checks that msg is an MLSMessage holding a
-// PrivateMessage (RFC 9420, Section 6.3) and returns its public fields:
-//
-//	struct {
-//	    ProtocolVersion version = mls10;
-//	    WireFormat wire_format;              /* mls_private_message */
-//	    opaque group_id<V>;
-//	    uint64 epoch;
-//	    ContentType content_type;
-//	    opaque authenticated_data<V>;
-//	    opaque encrypted_sender_data<V>;
-//	    opaque ciphertext<V>;
-//	} MLSMessage;
-func parsePrivateMessageHeader(msg []byte) (*privateMessageHeader, error) {
-	s := cryptobyte.String(msg)
-	var version, wf uint16
-	if !s.ReadUint16(&version) || !s.ReadUint16(&wf) {
-		return nil, malformed("MLS message", nil)
+// SealMessage is [Seal] for an MLS message as returned by package mls.
+func SealMessage(scheme Scheme, token []byte, m *mls.MLSMessage, buckets []int) ([]byte, error) {
+	if m == nil || m.WireFormat != mls.WireFormatPrivateMessage {
+		return nil, ErrNotPrivateMessage
 	}
-	if version != mlsVersion10 {
-		return nil, fmt.Errorf("sealedsender: MLS protocol version %d: %w", version, ErrNotPrivateMessage)
+	msg, err := m.Bytes()
+	if err != nil {
+		return nil, malformed("MLS message", err)
 	}
-	if wf != wireFormatPrivate {
-		return nil, fmt.Errorf("sealedsender: MLS wire format %d: %w", wf, ErrNotPrivateMessage)
-	}
-	h := new(privateMessageHeader)
-	var aad, esd, ct cryptobyte.String
-	if !wire.ReadVarintBytes(&s, &h.groupID) || !s.ReadUint64(&h.epoch) || !s.ReadUint8(&h.contentType) ||
-		!wire.ReadVarintPrefixed(&s, &aad) || !wire.ReadVarintPrefixed(&s, &esd) ||
-		!wire.ReadVarintPrefixed(&s, &ct) || !s.Empty() {
-		return nil, malformed("MLS PrivateMessage", nil)
-	}
-	if h.contentType < contentTypeApplication || h.contentType > contentTypeCommit {
-		return nil, malformed("MLS PrivateMessage content type", nil)
-	}
-	return h, nil
+	return Seal(scheme, token, msg, buckets)
 }
 
 // Delivery is what the delivery service learns from an accepted envelope:
@@ -248,12 +228,12 @@ func (s *Server) Accept(envelope []byte) (*Delivery, error) {
 	if !ok {
 		return nil, fmt.Errorf("sealedsender: envelope scheme %v: %w", e.Scheme, ErrUnsupportedScheme)
 	}
-	h, err := parsePrivateMessageHeader(e.Message)
+	pm, err := parsePrivateMessage(e.Message)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.Redeem(e.Token); err != nil {
 		return nil, err
 	}
-	return &Delivery{GroupID: h.groupID, Epoch: h.epoch, Message: e.Message}, nil
+	return &Delivery{GroupID: pm.GroupID, Epoch: pm.Epoch, Message: e.Message}, nil
 }

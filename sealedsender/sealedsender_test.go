@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/microchat/e2ee/internal/wire"
-	"golang.org/x/crypto/cryptobyte"
+	"github.com/microchat/e2ee/mls"
 )
 
 // clock is a settable time source for issuers.
@@ -446,16 +445,17 @@ func TestTamperedProof(t *testing.T) {
 // privateMessage returns an MLSMessage holding a PrivateMessage with the
 // given public fields and an opaque body.
 func privateMessage(groupID []byte, epoch uint64, contentType uint8, body []byte) []byte {
-	return wire.MustMarshal(func(b *cryptobyte.Builder) {
-		b.AddUint16(mlsVersion10)
-		b.AddUint16(wireFormatPrivate)
-		wire.AddVarintBytes(b, groupID)
-		b.AddUint64(epoch)
-		b.AddUint8(contentType)
-		wire.AddVarintBytes(b, nil)
-		wire.AddVarintBytes(b, bytes.Repeat([]byte{0xe5}, 20)) // encrypted_sender_data
-		wire.AddVarintBytes(b, body)
-	})
+	m := &mls.MLSMessage{Version: mls.MLS10, WireFormat: mls.WireFormatPrivateMessage, PrivateMessage: &mls.PrivateMessage{
+		GroupID: groupID, Epoch: epoch, ContentType: mls.ContentType(contentType),
+		AuthenticatedData:   []byte{},
+		EncryptedSenderData: bytes.Repeat([]byte{0xe5}, 20),
+		Ciphertext:          body,
+	}}
+	out, err := m.Bytes()
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 func TestEnvelope(t *testing.T) {
@@ -698,5 +698,104 @@ func TestWireRoundTrip(t *testing.T) {
 	ch2, err := ParseTokenChallenge(enc)
 	if err != nil || !reflect.DeepEqual(ch, ch2) {
 		t.Fatalf("challenge round trip: %v %+v", err, ch2)
+	}
+}
+
+// TestSealedGroupMessage sends real MLS messages of a two-member group
+// through sealed envelopes: the server routes them by group ID without
+// learning the sender, and the recipient learns the sender only from the
+// decrypted message.
+func TestSealedGroupMessage(t *testing.T) {
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	cfg := &mls.Config{Handshake: mls.HandshakePrivate}
+	newID := func(name string) (mls.Credential, *mls.SignaturePrivateKey) {
+		sig, err := cs.GenerateSignatureKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig
+	}
+	aliceCred, aliceSig := newID("alice")
+	bobCred, bobSig := newID("bob")
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	bob, err := mls.Join(pc.Welcome, bobKP, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	issuer := NewSimpleIssuer(nil, nil)
+	server := NewServer(issuer)
+	toks := fetchSimple(t, issuer, "alice", 2)
+
+	// An application message and a commit (a PrivateMessage under the
+	// HandshakePrivate policy) both travel sealed.
+	app, err := alice.EncryptApplication([]byte("sealed hello"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upd, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range []*mls.MLSMessage{app, upd.Commit} {
+		env, err := SealMessage(SchemeSimple, toks[i], m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(env, aliceSig.PublicKey()) || bytes.Contains(env, []byte("alice")) {
+			t.Fatal("envelope carries the sender's identity or key")
+		}
+		d, err := server.Accept(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(d.GroupID, bob.GroupID()) {
+			t.Fatal("routed to the wrong group")
+		}
+		msg, err := mls.ParseMessage(d.Message)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := bob.Process(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Sender.Index != uint32(alice.OwnLeafIndex()) {
+			t.Fatalf("bob sees sender %d", res.Sender.Index)
+		}
+		if i == 0 && string(res.ApplicationData) != "sealed hello" {
+			t.Fatal("wrong plaintext")
+		}
+		if i == 1 {
+			if err := bob.Merge(res.Commit); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A PublicMessage (the default handshake policy) cannot be sealed.
+	alice2, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prop, err := alice2.ProposeUpdate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SealMessage(SchemeSimple, toks[0], prop, nil); !errors.Is(err, ErrNotPrivateMessage) {
+		t.Fatalf("sealing a PublicMessage: %v", err)
 	}
 }
