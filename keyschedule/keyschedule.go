@@ -427,9 +427,3 @@ func randomBytes(n int) []byte {
 
 func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
 
-func cloneOrNil(b []byte) []byte {
-	if len(b) == 0 {
-		return nil
-	}
-	return clone(b)
-}
