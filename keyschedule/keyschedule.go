@@ -426,4 +426,3 @@ func randomBytes(n int) []byte {
 }
 
 func clone(b []byte) []byte { return append(make([]byte, 0, len(b)), b...) }
-

@@ -78,8 +78,8 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 // but authenticated. It consumes one key of this member's application
 // ratchet, so the group's state must be persisted afterwards.
 func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMessage, error) {
-	if !g.active {
-		return nil, ErrInactive
+	if err := g.canSend(); err != nil {
+		return nil, err
 	}
 	c := g.framedContent(authenticatedData)
 	c.ContentType = ContentTypeApplication
@@ -93,8 +93,8 @@ func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMes
 
 // propose frames, signs and caches a proposal of this member.
 func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
-	if !g.active {
-		return nil, ErrInactive
+	if err := g.canSend(); err != nil {
+		return nil, err
 	}
 	st := g.state
 	me := Sender{Type: SenderTypeMember, Index: uint32(st.priv.LeafIndex())}
@@ -134,8 +134,8 @@ func (g *Group) ProposeRemove(leaf LeafIndex) (*MLSMessage, error) {
 // holding a fresh encryption key (RFC 9420, §12.1.2), for post-compromise
 // security without committing.
 func (g *Group) ProposeUpdate() (*MLSMessage, error) {
-	if !g.active {
-		return nil, ErrInactive
+	if err := g.canSend(); err != nil {
+		return nil, err
 	}
 	st := g.state
 	me := st.priv.LeafIndex()
@@ -207,6 +207,10 @@ type CommitOptions struct {
 	ExternalPub bool
 	// AuthenticatedData is sent in the clear with the commit.
 	AuthenticatedData []byte
+
+	// link allows resumption PSKs of this usage (reinit or branch) in the
+	// first commit of a re-created group.
+	link keyschedule.ResumptionPSKUsage
 }
 
 // PendingCommit is a commit this member created, with the messages to send
@@ -243,8 +247,8 @@ func (g *Group) MergePendingCommit(p *PendingCommit) error {
 // with [Group.MergePendingCommit]. Sending the commit as a PrivateMessage
 // consumes a key of this member's handshake ratchet.
 func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
-	if !g.active {
-		return nil, ErrInactive
+	if err := g.canSend(); err != nil {
+		return nil, err
 	}
 	if opts == nil {
 		opts = &CommitOptions{}
@@ -257,15 +261,6 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	// The proposal list: cached proposals by reference, then ours by value.
 	var commit Commit
 	var props []resolvedProposal
-	if !opts.SkipCached {
-		for _, c := range st.proposals {
-			if c.sender == self && c.proposal.Type == ProposalTypeUpdate {
-				continue // our own Update is superseded by the path
-			}
-			commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
-			props = append(props, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
-		}
-	}
 	var byValue []*Proposal
 	if opts.Extensions != nil {
 		byValue = append(byValue, &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{Extensions: opts.Extensions}})
@@ -285,12 +280,36 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	for i := range opts.Proposals {
 		byValue = append(byValue, &opts.Proposals[i])
 	}
+	if !opts.SkipCached {
+		// A ReInit must be committed alone; other proposals take
+		// precedence, and the ReInit can be sent again (§12.2).
+		others := len(byValue) > 0
+		for _, c := range st.proposals {
+			if c.proposal.Type != ProposalTypeReInit && (c.sender != self || c.proposal.Type != ProposalTypeUpdate) {
+				others = true
+			}
+		}
+		reinit := false
+		for _, c := range st.proposals {
+			if c.sender == self && c.proposal.Type == ProposalTypeUpdate {
+				continue // our own Update is superseded by the path
+			}
+			if c.proposal.Type == ProposalTypeReInit {
+				if others || reinit {
+					continue
+				}
+				reinit = true
+			}
+			commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
+			props = append(props, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
+		}
+	}
 	for _, p := range byValue {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefProposal, Proposal: p})
 		props = append(props, resolvedProposal{proposal: p, sender: self})
 	}
 
-	apply, err := g.applyProposals(st, props, self)
+	apply, err := g.applyProposalsLinked(st, props, self, opts.link)
 	if err != nil {
 		return nil, err
 	}
@@ -374,6 +393,7 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 		staged: &StagedCommit{
 			fromEpoch: st.ctx.Epoch, state: newState, Committer: self,
 			Added: apply.added, Removed: apply.removed, Updated: apply.updated, PSKs: apply.psks, ReInit: apply.reinit,
+			Proposals: apply.proposals,
 		},
 	}
 	if path != nil {
@@ -412,6 +432,8 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 	if withTree {
 		gi.Extensions = append(gi.Extensions, Extension{Type: ExtensionRatchetTree, Data: st.tree.Bytes()})
 	}
+	// A GREASE extension, which receivers must ignore (§13.5).
+	gi.Extensions = append(gi.Extensions, greaseExtension())
 	if externalPub {
 		kp, err := st.secrets.ExternalKeyPair()
 		if err != nil {

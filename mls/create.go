@@ -3,6 +3,7 @@ package mls
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/microchat/e2ee/hpke"
@@ -51,6 +52,34 @@ func greaseValue() uint16 {
 	rand.Read(b[:])
 	n := uint16(b[0] % 15)
 	return 0x0A0A + n*0x1010
+}
+
+// greaseExtension returns an extension of a random GREASE type with a few
+// random bytes of data, for the extension lists where RFC 9420, §13.5 asks
+// for GREASE (KeyPackage and GroupInfo extensions).
+func greaseExtension() Extension {
+	var n [1]byte
+	rand.Read(n[:])
+	data := make([]byte, n[0]%8)
+	rand.Read(data)
+	return Extension{Type: ExtensionType(greaseValue()), Data: data}
+}
+
+// addLeafGREASE adds to exts a GREASE extension of a GREASE type listed in
+// caps (a leaf may only use extensions it lists, §7.3), unless exts
+// already has one or caps lists none.
+func addLeafGREASE(caps *Capabilities, exts []Extension) []Extension {
+	for _, e := range exts {
+		if IsGREASE(uint16(e.Type)) {
+			return exts
+		}
+	}
+	for _, t := range caps.Extensions {
+		if IsGREASE(uint16(t)) {
+			return append(slices.Clip(exts), Extension{Type: t, Data: []byte{}})
+		}
+	}
+	return exts
 }
 
 // IsGREASE reports whether v is a GREASE value (RFC 9420, §13.5).
@@ -110,7 +139,11 @@ func GenerateKeyPackage(cs CipherSuite, cred Credential, sig *hpke.SignaturePriv
 	if opts.Capabilities != nil {
 		caps = *opts.Capabilities
 	}
-	leaf, encKey, err := newLeafNode(cs, cred, sig, caps, opts.LeafExtensions)
+	leafExts := opts.LeafExtensions
+	if !opts.NoGREASE {
+		leafExts = addLeafGREASE(&caps, leafExts)
+	}
+	leaf, encKey, err := newLeafNode(cs, cred, sig, caps, leafExts)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +168,9 @@ func GenerateKeyPackage(cs CipherSuite, cred Credential, sig *hpke.SignaturePriv
 	exts := append([]Extension(nil), opts.Extensions...)
 	if opts.LastResort {
 		exts = append(exts, Extension{Type: ExtensionLastResort, Data: []byte{}})
+	}
+	if !opts.NoGREASE {
+		exts = append(exts, greaseExtension())
 	}
 	kp := &KeyPackage{
 		Version:     MLS10,
@@ -201,7 +237,7 @@ func NewGroup(cs CipherSuite, cred Credential, sig *hpke.SignaturePrivateKey, op
 	if opts.Capabilities != nil {
 		caps = *opts.Capabilities
 	}
-	leaf, encKey, err := newLeafNode(cs, cred, sig, caps, opts.LeafExtensions)
+	leaf, encKey, err := newLeafNode(cs, cred, sig, caps, addLeafGREASE(&caps, opts.LeafExtensions))
 	if err != nil {
 		return nil, err
 	}

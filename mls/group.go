@@ -141,6 +141,10 @@ type Group struct {
 	// pendingUpdates holds the leaf private keys of this member's Update
 	// proposals of the current epoch.
 	pendingUpdates []*hpke.PrivateKey
+	// reinit is the ReInit proposal of the commit that started the
+	// current epoch, once merged: the group then waits to be re-created
+	// (RFC 9420, §11.2) and sends nothing more.
+	reinit *ReInitProposal
 }
 
 type resumptionPSK struct {

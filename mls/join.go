@@ -30,6 +30,12 @@ type JoinOptions struct {
 	// GroupInfo does not carry a ratchet_tree extension (RFC 9420,
 	// §12.4.3.3).
 	RatchetTree []byte
+	// PreviousGroup is this member's copy of the group that the new one
+	// re-creates (RFC 9420, §11.2) or branches from (§11.3). Its
+	// resumption PSK is taken from it, and the new group is checked
+	// against it. A Welcome with a reinit or branch PSK is rejected
+	// without it.
+	PreviousGroup *Group
 }
 
 // decryptGroupSecrets finds the entry of w for kp and decrypts it.
@@ -160,7 +166,15 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 			return nil, err
 		}
 	}
+	if opts.PreviousGroup != nil {
+		g.cfg.PSKs = &groupPSKStore{g: opts.PreviousGroup, next: g.cfg.PSKs}
+	}
 	psks, err := g.lookupPSKs(gs.PSKs)
+	if cfg != nil {
+		g.cfg.PSKs = cfg.PSKs
+	} else {
+		g.cfg.PSKs = nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -204,6 +218,9 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	if err := tree.Validate(vopts); err != nil {
 		return nil, &ValidationError{Section: "12.4.3.1", Err: err}
 	}
+	if err := checkResumedWelcome(gs.PSKs, &ctx, tree, opts.PreviousGroup); err != nil {
+		return nil, err
+	}
 
 	// Find our own leaf: the one holding our KeyPackage's leaf node.
 	myNode, ok := tree.FindEncryptionKey(kp.KeyPackage.LeafNode.EncryptionKey)
@@ -211,6 +228,12 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 		return nil, invalid("12.4.3.1", "our leaf node is not in the tree")
 	}
 	me := myNode.Leaf()
+	// We must support every extension of the group (§13.4).
+	for _, e := range ctx.Extensions {
+		if !kp.KeyPackage.LeafNode.Capabilities.SupportsExtension(ExtensionType(e.Type)) {
+			return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
+		}
+	}
 	if !bytes.Equal(kp.EncryptionKey.PublicKey(), kp.KeyPackage.LeafNode.EncryptionKey) {
 		return nil, errors.New("mls: KeyPackagePrivate encryption key does not match its KeyPackage")
 	}

@@ -52,10 +52,16 @@ type StagedCommit struct {
 	Committer Sender
 	// SelfRemoved is true if the commit removes this member.
 	SelfRemoved bool
-	// ReInit is set if the commit carries a ReInit proposal.
+	// ReInit is set if the commit carries a ReInit proposal. Once the
+	// commit is merged, the group only waits to be re-created (see
+	// [Group.ReInit]).
 	ReInit *ReInitProposal
-	// welcome and groupInfo are set for commits this member created.
-	newMemberSecrets []byte
+	// Proposals lists every proposal the commit covers, in commit order,
+	// custom ones included. The caller must not modify them.
+	Proposals []*Proposal
+	// ExternalJoin is true for an external commit (RFC 9420, §12.4.3.2):
+	// its sender joined at the leaf listed last in Added.
+	ExternalJoin bool
 }
 
 // Epoch returns the epoch the commit leads to.
@@ -107,6 +113,9 @@ func (g *Group) Merge(s *StagedCommit) error {
 	g.state = s.state
 	s.state = nil
 	g.pendingUpdates = nil
+	if s.ReInit != nil {
+		g.reinit = s.ReInit
+	}
 	if s.SelfRemoved {
 		g.active = false
 	}
@@ -142,6 +151,12 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	}
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
+	}
+	if g.reinit != nil {
+		// A reinitialized group only reads late application messages.
+		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+			return nil, fmt.Errorf("%w: handshake message", ErrReInitialized)
+		}
 	}
 
 	if epoch != st.ctx.Epoch {
@@ -296,9 +311,16 @@ func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
 	sender := ac.Content.Sender
 	switch sender.Type {
 	case SenderTypeExternal:
-		// External senders may not propose Update or ExternalInit (§12.1.8).
-		if p.Type == ProposalTypeUpdate || p.Type == ProposalTypeExternalInit {
-			return nil, invalid("12.1.8", "external sender proposed type %d", p.Type)
+		// Only these types may come from an external sender; anything
+		// else is malformed (§12.1.8).
+		switch p.Type {
+		case ProposalTypeAdd, ProposalTypeRemove, ProposalTypePreSharedKey, ProposalTypeReInit, ProposalTypeGroupContextExtensions:
+		default:
+			return nil, &ValidationError{Section: "12.1.8", Err: fmt.Errorf("%w: external sender proposed type %d", ErrMalformed, p.Type)}
+		}
+	case SenderTypeNewMemberProposal:
+		if p.Type != ProposalTypeAdd {
+			return nil, invalid("12.1.8", "new_member_proposal sender must send an Add")
 		}
 	}
 	if p.Type == ProposalTypeExternalInit {
@@ -320,9 +342,39 @@ func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
 	return ref, nil
 }
 
-// checkProposal runs the checks of RFC 9420, §12.1 on one proposal that do
-// not depend on the rest of the commit.
+// checkProposal runs the checks of RFC 9420, §12.1 on a proposal sent or
+// received on its own, by reference: those of checkProposalInCommit, and
+// that every member supports a GroupContextExtensions change or a
+// proposal of a non-default type.
 func (g *Group) checkProposal(st *epochState, tree *treekem.Tree, p *Proposal, sender Sender) error {
+	if err := g.checkProposalInCommit(st, tree, p, sender, 0); err != nil {
+		return err
+	}
+	switch {
+	case p.Type == ProposalTypeGroupContextExtensions:
+		return g.checkGroupContextExtensions(tree, p.GroupContextExtensions.Extensions)
+	case !p.Type.IsDefault():
+		return checkCustomProposalSupport(p.Type, tree, nil)
+	}
+	return nil
+}
+
+// checkCustomProposalSupport checks that every member of tree but those
+// in skip supports the non-default proposal type t (RFC 9420, §12.2, §13.2).
+func checkCustomProposalSupport(t ProposalType, tree *treekem.Tree, skip map[LeafIndex]bool) error {
+	for i, l := range tree.Leaves() {
+		if !skip[i] && !l.Capabilities.SupportsProposal(t) {
+			return &ValidationError{Section: "13.2", Err: fmt.Errorf("%w: proposal type %d not supported by member %d", ErrUnsupported, t, i)}
+		}
+	}
+	return nil
+}
+
+// checkProposalInCommit runs the checks of RFC 9420, §12.1 on one proposal
+// that do not depend on the rest of the commit. link is the resumption PSK
+// usage (reinit or branch) allowed in the first commit of a group
+// re-created by ReInit or branching (§11.2, §11.3), or zero.
+func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Proposal, sender Sender, link keyschedule.ResumptionPSKUsage) error {
 	if g.cfg.ProposalPolicy != nil {
 		if err := g.cfg.ProposalPolicy(p, sender); err != nil {
 			return &ValidationError{Section: "12.1", Err: fmt.Errorf("rejected by policy: %w", err)}
@@ -351,7 +403,9 @@ func (g *Group) checkProposal(st *epochState, tree *treekem.Tree, p *Proposal, s
 			return invalid("12.1.3", "remove of blank leaf %d", p.Remove.Removed)
 		}
 	case ProposalTypePreSharedKey:
-		return checkPSKID(g.cs, &p.PreSharedKey.PSK, false)
+		id := &p.PreSharedKey.PSK
+		linked := link != 0 && id.PSKType == keyschedule.PSKTypeResumption && id.Usage == link
+		return checkPSKID(g.cs, id, linked)
 	case ProposalTypeReInit:
 		if uint16(p.ReInit.Version) < uint16(st.ctx.Version) {
 			return invalid("12.1.5", "ReInit to an older version")
@@ -361,14 +415,30 @@ func (g *Group) checkProposal(st *epochState, tree *treekem.Tree, p *Proposal, s
 		}
 	case ProposalTypeExternalInit:
 	case ProposalTypeGroupContextExtensions:
-		return g.checkGroupContextExtensions(tree, p.GroupContextExtensions.Extensions)
+		// Whether the members support the new extensions depends on the
+		// commit's Removes and Adds: see checkGroupContextExtensions.
+		return checkExtensionsSyntax(p.GroupContextExtensions.Extensions)
 	default:
-		// A proposal type outside RFC 9420 must be supported by every
-		// member (§12.2).
-		for _, l := range tree.Leaves() {
-			if !l.Capabilities.SupportsProposal(p.Type) {
-				return fmt.Errorf("%w: proposal type %d not supported by every member", ErrUnsupported, p.Type)
-			}
+		// Support by every member is checked against the members who
+		// will process the commit (§12.2).
+	}
+	return nil
+}
+
+// checkExtensionsSyntax checks a GroupContext extension list on its own:
+// no type twice, and the extensions this package interprets well formed.
+func checkExtensionsSyntax(exts []Extension) error {
+	if treekem.DuplicateExtension(exts) {
+		return invalid("13.4", "duplicate extension")
+	}
+	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
+		if _, err := unmarshalRequiredCapabilities(data); err != nil {
+			return &ValidationError{Section: "11.1", Err: err}
+		}
+	}
+	if data, ok := findExtension(exts, ExtensionExternalSenders); ok {
+		if _, err := unmarshalExternalSenders(data); err != nil {
+			return &ValidationError{Section: "12.1.8.1", Err: err}
 		}
 	}
 	return nil
@@ -377,20 +447,12 @@ func (g *Group) checkProposal(st *epochState, tree *treekem.Tree, p *Proposal, s
 // checkGroupContextExtensions checks that every member supports the new
 // extensions and meets the new required capabilities (§12.1.7).
 func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension) error {
-	if treekem.DuplicateExtension(exts) {
-		return invalid("13.4", "duplicate extension")
+	if err := checkExtensionsSyntax(exts); err != nil {
+		return err
 	}
 	var rc *RequiredCapabilities
 	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
-		var err error
-		if rc, err = unmarshalRequiredCapabilities(data); err != nil {
-			return err
-		}
-	}
-	if data, ok := findExtension(exts, ExtensionExternalSenders); ok {
-		if _, err := unmarshalExternalSenders(data); err != nil {
-			return err
-		}
+		rc, _ = unmarshalRequiredCapabilities(data) // checked above
 	}
 	for i, l := range tree.Leaves() {
 		for _, e := range exts {
@@ -460,6 +522,11 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 	if apply.pathRequired && commit.Path == nil {
 		return nil, invalid("12.4", "commit requires a path")
 	}
+	if external && len(apply.removed) > 0 {
+		if err := checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
+			return nil, err
+		}
+	}
 
 	newExt := apply.extensions
 	provisional := GroupContext{
@@ -483,7 +550,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 		priv = treekem.NewPrivateKeys(cs, priv.LeafIndex(), g.pendingUpdates[i])
 	}
 	var sender LeafIndex
-	sc := &StagedCommit{fromEpoch: st.ctx.Epoch, Committer: committer, Added: apply.added, Removed: apply.removed, Updated: apply.updated, ReInit: apply.reinit}
+	sc := &StagedCommit{fromEpoch: st.ctx.Epoch, Committer: committer, Added: apply.added, Removed: apply.removed, Updated: apply.updated, ReInit: apply.reinit, Proposals: apply.proposals, ExternalJoin: external}
 	if commit.Path != nil {
 		if external {
 			sender = tree.LeftmostBlankLeaf()
@@ -504,7 +571,11 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 				return nil, &ValidationError{Section: "12.4.2", Err: err}
 			}
 		}
-		sc.Updated = append(sc.Updated, sender)
+		if external {
+			sc.Added = append(slices.Clip(sc.Added), sender)
+		} else {
+			sc.Updated = append(slices.Clip(sc.Updated), sender)
+		}
 	} else {
 		provisional.TreeHash = tree.TreeHash()
 	}
@@ -541,9 +612,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 		init = st.secrets.NextInit()
 	}
 	joiner := init.JoinerSecret(commitSecret, newCtxBytes)
-	if external {
-		init.Erase()
-	}
+	init.Erase()
 	defer joiner.Erase()
 	psks, err := g.lookupPSKs(apply.psks)
 	if err != nil {
@@ -585,11 +654,19 @@ type appliedProposals struct {
 	selfRemoved  bool
 	// addedKeyPackages maps each added leaf to its KeyPackage.
 	addedKeyPackages map[LeafIndex]*KeyPackage
+	// proposals lists the proposals in commit order.
+	proposals []*Proposal
 }
 
 // applyProposals validates a commit's proposal list (RFC 9420, §12.2) and
 // applies it to a copy of the tree (§12.3).
 func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committer Sender) (*appliedProposals, error) {
+	return g.applyProposalsLinked(st, props, committer, 0)
+}
+
+// applyProposalsLinked is applyProposals allowing resumption PSKs of usage
+// link (see checkProposalInCommit).
+func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, committer Sender, link keyschedule.ResumptionPSKUsage) (*appliedProposals, error) {
 	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0}
 	external := committer.Type == SenderTypeNewMemberCommit
 	var (
@@ -603,9 +680,10 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 	)
 	for _, rp := range props {
 		p := rp.proposal
-		if err := g.checkProposal(st, st.tree, p, rp.sender); err != nil {
+		if err := g.checkProposalInCommit(st, st.tree, p, rp.sender, link); err != nil {
 			return nil, err
 		}
+		out.proposals = append(out.proposals, p)
 		switch p.Type {
 		case ProposalTypeAdd:
 			key := string(p.Add.KeyPackage.LeafNode.SignatureKey)
@@ -721,11 +799,6 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 		if l == me {
 			out.selfRemoved = true
 		}
-		if external {
-			// A resync removes the joiner's old leaf: it must hold the same
-			// identity as the new one (§12.4.3.2); checked by the caller's
-			// credential policy.
-		}
 		if err := tree.RemoveLeaf(l); err != nil {
 			return nil, &ValidationError{Section: "12.1.3", Err: err}
 		}
@@ -740,6 +813,12 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 		leaf := p.Add.KeyPackage.LeafNode
 		if err := tree.ValidateLeafNode(&leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
+		}
+		// The new member must support the group's extensions (§13.4).
+		for _, e := range out.extensions {
+			if !leaf.Capabilities.SupportsExtension(e.Type) {
+				return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: added member does not support group extension %d", ErrUnsupported, e.Type)}
+			}
 		}
 		l, err := tree.AddLeaf(&leaf)
 		if err != nil {
@@ -758,12 +837,30 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 			return nil, err
 		}
 	}
-	for _, t := range nonDefaultTypesChosen {
-		for _, l := range tree.Leaves() {
-			if !l.Capabilities.SupportsProposal(t) {
-				return nil, fmt.Errorf("%w: proposal type %d not supported by every member", ErrUnsupported, t)
+	// Proposals of a non-default type must be supported by every member
+	// who will process the commit: not those it adds or removes (§12.2).
+	if len(nonDefaultTypesChosen) > 0 {
+		removed := make(map[LeafIndex]bool, len(out.removed))
+		for _, l := range out.removed {
+			removed[l] = true
+		}
+		for _, t := range nonDefaultTypesChosen {
+			if err := checkCustomProposalSupport(t, st.tree, removed); err != nil {
+				return nil, err
 			}
 		}
 	}
 	return out, nil
+}
+
+// checkResync checks the Remove of leaf old in an external commit (RFC
+// 9420, §12.4.3.2): the joiner's new leaf must be acceptable as an Update
+// of the removed one, so it must present the same identity (same
+// credential type and identity, see [treekem.Tree.FindIdentity]) and pass
+// the application's credential check. tree is the tree before the commit.
+func checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
+	if !slices.Contains(tree.FindIdentity(&leaf.Credential), old) {
+		return invalid("12.4.3.2", "resync from an identity other than that of removed leaf %d", old)
+	}
+	return nil
 }

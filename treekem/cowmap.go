@@ -1,5 +1,7 @@
 package treekem
 
+import "sync/atomic"
+
 // cowMap is a map that is cheap to clone: a base map that is never written
 // after it is built, shared by every clone, plus a small map of changes
 // owned by one tree. A clone copies only the changes; the changes are
@@ -8,6 +10,15 @@ package treekem
 type cowMap[K comparable, V any] struct {
 	base  map[K]V
 	delta map[K]cowEntry[V]
+	// flat, set once delta is large, caches base and delta merged, which
+	// clones then share as their base instead of copying delta. It is
+	// filled by clone (atomically, since cloning only reads the tree) and
+	// replaced on every write.
+	flat *flatCache[K, V]
+}
+
+type flatCache[K comparable, V any] struct {
+	m atomic.Pointer[map[K]V]
 }
 
 type cowEntry[V any] struct {
@@ -28,7 +39,7 @@ func (m *cowMap[K, V]) set(k K, v V) {
 		m.delta = make(map[K]cowEntry[V])
 	}
 	m.delta[k] = cowEntry[V]{v: v}
-	m.maybeFlatten()
+	m.changed()
 }
 
 func (m *cowMap[K, V]) del(k K) {
@@ -37,25 +48,32 @@ func (m *cowMap[K, V]) del(k K) {
 	}
 	if _, inBase := m.base[k]; !inBase {
 		delete(m.delta, k)
+		m.changed()
 		return
 	}
 	if m.delta == nil {
 		m.delta = make(map[K]cowEntry[V])
 	}
 	m.delta[k] = cowEntry[V]{deleted: true}
-	m.maybeFlatten()
+	m.changed()
 }
 
 func (m *cowMap[K, V]) threshold() int { return 64 + len(m.base)/16 }
 
-func (m *cowMap[K, V]) maybeFlatten() {
-	if len(m.delta) <= m.threshold() {
-		return
+// changed folds a large delta into a new base and resets the flat cache.
+func (m *cowMap[K, V]) changed() {
+	switch {
+	case len(m.delta) > m.threshold():
+		m.base, m.delta, m.flat = m.merged(), nil, nil
+	case len(m.delta) > m.threshold()/4:
+		m.flat = new(flatCache[K, V])
+	default:
+		m.flat = nil
 	}
-	m.flatten()
 }
 
-func (m *cowMap[K, V]) flatten() {
+// merged returns a new map holding base with delta applied.
+func (m *cowMap[K, V]) merged() map[K]V {
 	nb := make(map[K]V, len(m.base)+len(m.delta))
 	for k, v := range m.base {
 		nb[k] = v
@@ -67,15 +85,22 @@ func (m *cowMap[K, V]) flatten() {
 			nb[k] = e.v
 		}
 	}
-	m.base, m.delta = nb, nil
+	return nb
 }
 
-// clone returns a copy that shares the base. If m has accumulated many
-// changes it first folds them into a new base, so that clones start small
-// and a tree cloned many times does not make every clone pay for the fold.
+// clone returns a copy of m. It only reads m (apart from the atomic flat
+// cache), so clones may be taken concurrently. A large delta is merged once
+// and the result shared by every later clone, so cloning one tree many
+// times does not copy the delta each time.
 func (m *cowMap[K, V]) clone() cowMap[K, V] {
-	if len(m.delta) > m.threshold()/2 {
-		m.flatten()
+	if m.flat != nil {
+		f := m.flat.m.Load()
+		if f == nil {
+			nb := m.merged()
+			m.flat.m.CompareAndSwap(nil, &nb)
+			f = m.flat.m.Load()
+		}
+		return cowMap[K, V]{base: *f}
 	}
 	c := cowMap[K, V]{base: m.base}
 	if len(m.delta) > 0 {

@@ -14,24 +14,28 @@ import (
 // recomputes only the hashes on the changed node's path to the root. The
 // caller must not modify the result.
 func (t *Tree) TreeHash() []byte {
-	if len(t.nodes) == 0 {
+	if t.nodes.width == 0 {
 		return nil
 	}
-	return t.nodeHash(NodeIndex(treemath.Root(t.LeafCount())))
+	root := NodeIndex(treemath.Root(t.LeafCount()))
+	if t.nodes.at(root).hash == nil {
+		t.fillHashes()
+	}
+	return t.nodeHash(root)
 }
 
 // NodeTreeHash returns the tree hash of the subtree rooted at n (RFC 9420,
 // Section 7.8), or nil if n is out of range. The caller must not modify the
 // result.
 func (t *Tree) NodeTreeHash(n NodeIndex) []byte {
-	if uint64(n) >= uint64(len(t.nodes)) {
+	if uint64(n) >= uint64(t.nodes.width) {
 		return nil
 	}
 	return t.nodeHash(n)
 }
 
 func (t *Tree) nodeHash(n NodeIndex) []byte {
-	nd := &t.nodes[n]
+	nd := t.nodes.at(NodeIndex(n))
 	if nd.hash != nil {
 		return nd.hash
 	}
@@ -43,7 +47,7 @@ func (t *Tree) nodeHash(n NodeIndex) []byte {
 		r := t.nodeHash(NodeIndex(treemath.Right(n.tm(), t.LeafCount())))
 		h = t.parentHashInput(nd.parent, l, r)
 	}
-	nd.hash = h
+	t.nodes.mut(n).hash = h
 	return h
 }
 
@@ -82,7 +86,7 @@ func (t *Tree) hashExcluding(n NodeIndex, excluded []LeafIndex) []byte {
 	}
 	l := t.hashExcluding(NodeIndex(treemath.Left(n.tm())), excluded)
 	r := t.hashExcluding(NodeIndex(treemath.Right(n.tm(), t.LeafCount())), excluded)
-	p := t.nodes[n].parent
+	p := t.nodes.at(NodeIndex(n)).parent
 	if p != nil {
 		q := *p
 		q.UnmergedLeaves = nil

@@ -24,8 +24,11 @@ import (
 // hand a copy to another goroutine.
 type Tree struct {
 	suite hpke.CipherSuite
-	nodes []node
+	nodes nodeStore
 	idx   index
+	// fullBelow is a leaf index below which no leaf is blank, so that
+	// finding the leftmost blank leaf rarely scans.
+	fullBelow LeafIndex
 }
 
 type node struct {
@@ -92,10 +95,10 @@ func (t *Tree) Suite() hpke.CipherSuite { return t.suite }
 
 // LeafCount returns the number of leaves of the tree, blank ones included:
 // zero or a power of two.
-func (t *Tree) LeafCount() uint32 { return (uint32(len(t.nodes)) + 1) / 2 }
+func (t *Tree) LeafCount() uint32 { return (t.nodes.width + 1) / 2 }
 
 // Width returns the number of nodes of the tree, 2*LeafCount()-1.
-func (t *Tree) Width() uint32 { return uint32(len(t.nodes)) }
+func (t *Tree) Width() uint32 { return t.nodes.width }
 
 // MemberCount returns the number of non-blank leaves.
 func (t *Tree) MemberCount() int { return t.idx.members }
@@ -103,40 +106,40 @@ func (t *Tree) MemberCount() int { return t.idx.members }
 // Leaf returns the leaf node at l, or nil if it is blank or out of range.
 // The caller must not modify it.
 func (t *Tree) Leaf(l LeafIndex) *LeafNode {
-	if uint64(l.Node()) >= uint64(len(t.nodes)) {
+	if uint64(l.Node()) >= uint64(t.nodes.width) {
 		return nil
 	}
-	return t.nodes[l.Node()].leaf
+	return t.nodes.at(NodeIndex(l.Node())).leaf
 }
 
 // ParentNode returns the parent node at n, or nil if it is blank, a leaf or
 // out of range. The caller must not modify it.
 func (t *Tree) ParentNode(n NodeIndex) *ParentNode {
-	if uint64(n) >= uint64(len(t.nodes)) {
+	if uint64(n) >= uint64(t.nodes.width) {
 		return nil
 	}
-	return t.nodes[n].parent
+	return t.nodes.at(NodeIndex(n)).parent
 }
 
 // IsBlank reports whether node n is blank (or out of range).
 func (t *Tree) IsBlank(n NodeIndex) bool {
-	return uint64(n) >= uint64(len(t.nodes)) || t.nodes[n].blank()
+	return uint64(n) >= uint64(t.nodes.width) || t.nodes.at(NodeIndex(n)).blank()
 }
 
 // EncryptionKey returns the HPKE public key of node n, or nil if it is
 // blank or out of range.
 func (t *Tree) EncryptionKey(n NodeIndex) []byte {
-	if uint64(n) >= uint64(len(t.nodes)) {
+	if uint64(n) >= uint64(t.nodes.width) {
 		return nil
 	}
-	return t.nodes[n].encryptionKey()
+	return t.nodes.at(NodeIndex(n)).encryptionKey()
 }
 
 // Leaves iterates over the non-blank leaves in index order.
 func (t *Tree) Leaves() iter.Seq2[LeafIndex, *LeafNode] {
 	return func(yield func(LeafIndex, *LeafNode) bool) {
-		for i := 0; i < len(t.nodes); i += 2 {
-			if l := t.nodes[i].leaf; l != nil {
+		for i := 0; i < int(t.nodes.width); i += 2 {
+			if l := t.nodes.at(NodeIndex(i)).leaf; l != nil {
 				if !yield(LeafIndex(i/2), l) {
 					return
 				}
@@ -147,10 +150,10 @@ func (t *Tree) Leaves() iter.Seq2[LeafIndex, *LeafNode] {
 
 // Clone returns a copy of t that can be changed without changing t. It
 // copies the node array and the recent changes of the indexes, not the
-// nodes themselves. Like every method of Tree it must not run concurrently
-// with other uses of t: it may compact t's indexes.
+// nodes themselves. It only reads t, so several goroutines may clone the
+// same tree at once as long as none of them changes it or computes hashes.
 func (t *Tree) Clone() *Tree {
-	return &Tree{suite: t.suite, nodes: slices.Clone(t.nodes), idx: t.idx.clone()}
+	return &Tree{suite: t.suite, nodes: t.nodes.clone(), idx: t.idx.clone(), fullBelow: t.fullBelow}
 }
 
 // FindSignatureKey returns the leaf whose signature key is key.
@@ -176,8 +179,8 @@ func (t *Tree) FindIdentity(c *Credential) []LeafIndex {
 // LeftmostBlankLeaf returns the leftmost blank leaf, or LeafCount() when
 // every leaf is taken (an addition then extends the tree).
 func (t *Tree) LeftmostBlankLeaf() LeafIndex {
-	for i := 0; i < len(t.nodes); i += 2 {
-		if t.nodes[i].leaf == nil {
+	for i := 2 * int(t.fullBelow); i < int(t.nodes.width); i += 2 {
+		if t.nodes.at(NodeIndex(i)).leaf == nil {
 			return LeafIndex(i / 2)
 		}
 	}
@@ -187,11 +190,17 @@ func (t *Tree) LeftmostBlankLeaf() LeafIndex {
 // DirectPath returns the direct path of node n: its parent up to the root
 // (RFC 9420, Section 4.1.2).
 func (t *Tree) DirectPath(n NodeIndex) []NodeIndex {
+	if uint64(n) >= uint64(t.nodes.width) {
+		return nil
+	}
 	return fromTM(treemath.DirectPath(n.tm(), t.LeafCount()))
 }
 
 // Copath returns the copath of node n (RFC 9420, Section 4.1.2).
 func (t *Tree) Copath(n NodeIndex) []NodeIndex {
+	if uint64(n) >= uint64(t.nodes.width) {
+		return nil
+	}
 	return fromTM(treemath.Copath(n.tm(), t.LeafCount()))
 }
 
@@ -207,14 +216,14 @@ func fromTM(p []treemath.NodeIndex) []NodeIndex {
 // the non-blank nodes that together cover every non-blank descendant of n,
 // unmerged leaves included, left to right.
 func (t *Tree) Resolution(n NodeIndex) []NodeIndex {
-	if uint64(n) >= uint64(len(t.nodes)) {
+	if uint64(n) >= uint64(t.nodes.width) {
 		return nil
 	}
 	return t.resolve(n, nil)
 }
 
 func (t *Tree) resolve(n NodeIndex, out []NodeIndex) []NodeIndex {
-	nd := &t.nodes[n]
+	nd := t.nodes.at(NodeIndex(n))
 	if n.IsLeaf() {
 		if nd.leaf != nil {
 			out = append(out, n)
@@ -235,7 +244,7 @@ func (t *Tree) resolve(n NodeIndex, out []NodeIndex) []NodeIndex {
 // hasNonBlank reports whether the resolution of n is non-empty, without
 // building it.
 func (t *Tree) hasNonBlank(n NodeIndex) bool {
-	nd := &t.nodes[n]
+	nd := t.nodes.at(NodeIndex(n))
 	if !nd.blank() {
 		return true
 	}
@@ -248,14 +257,20 @@ func (t *Tree) hasNonBlank(n NodeIndex) bool {
 
 // FilteredDirectPath returns the filtered direct path of leaf l (RFC 9420,
 // Section 4.1.2): its direct path without the nodes whose copath child has
-// an empty resolution.
+// an empty resolution. It returns nil if l is out of range.
 func (t *Tree) FilteredDirectPath(l LeafIndex) []NodeIndex {
+	if !t.inRange(l) {
+		return nil
+	}
 	path, _ := t.filteredDirectPath(l)
 	return path
 }
 
+// inRange reports whether l is a leaf of the tree, blank or not.
+func (t *Tree) inRange(l LeafIndex) bool { return uint64(l) < uint64(t.LeafCount()) }
+
 // filteredDirectPath returns the filtered direct path of l and, for each of
-// its nodes, the child on l's copath.
+// its nodes, the child on l's copath. l must be in range.
 func (t *Tree) filteredDirectPath(l LeafIndex) (path, copath []NodeIndex) {
 	n := t.LeafCount()
 	x := l.Node().tm()
@@ -293,7 +308,7 @@ func (t *Tree) invalidate(n NodeIndex) {
 	x := n.tm()
 	root := treemath.Root(w)
 	for {
-		t.nodes[x].hash = nil
+		t.nodes.mut(NodeIndex(x)).hash = nil
 		if x == root {
 			return
 		}
@@ -302,7 +317,7 @@ func (t *Tree) invalidate(n NodeIndex) {
 }
 
 func (t *Tree) unindexNode(n NodeIndex) {
-	nd := &t.nodes[n]
+	nd := t.nodes.at(NodeIndex(n))
 	if k := nd.encryptionKey(); k != nil {
 		if j, ok := t.idx.enc.get(string(k)); ok && j == n {
 			t.idx.enc.del(string(k))
@@ -332,7 +347,7 @@ func (t *Tree) unindexNode(n NodeIndex) {
 }
 
 func (t *Tree) indexNode(n NodeIndex) {
-	nd := &t.nodes[n]
+	nd := t.nodes.at(NodeIndex(n))
 	if k := nd.encryptionKey(); k != nil {
 		if _, ok := t.idx.enc.get(string(k)); !ok {
 			t.idx.enc.set(string(k), n)
@@ -374,7 +389,11 @@ func forEachDistinct[T comparable](v []T, f func(T)) {
 // setNode replaces node n, keeping the indexes and hash cache right.
 func (t *Tree) setNode(n NodeIndex, leaf *LeafNode, parent *ParentNode) {
 	t.unindexNode(n)
-	t.nodes[n].leaf, t.nodes[n].parent = leaf, parent
+	nd := t.nodes.mut(n)
+	nd.leaf, nd.parent = leaf, parent
+	if n.IsLeaf() && leaf == nil {
+		t.fullBelow = min(t.fullBelow, n.Leaf())
+	}
 	t.indexNode(n)
 	t.invalidate(n)
 }
@@ -385,7 +404,7 @@ func (t *Tree) setParent(n NodeIndex, parent *ParentNode) { t.setNode(n, nil, pa
 // blankDirectPath blanks every parent on the direct path of leaf l.
 func (t *Tree) blankDirectPath(l LeafIndex) {
 	for _, p := range treemath.DirectPath(l.Node().tm(), t.LeafCount()) {
-		if !t.nodes[p].blank() {
+		if !t.nodes.at(NodeIndex(p)).blank() {
 			t.setParent(NodeIndex(p), nil)
 		}
 	}
@@ -394,20 +413,15 @@ func (t *Tree) blankDirectPath(l LeafIndex) {
 // extend doubles the number of leaves, adding a blank root and a blank
 // right subtree (RFC 9420, Section 7.7).
 func (t *Tree) extend() {
-	if len(t.nodes) == 0 {
-		t.nodes = make([]node, 1)
-		return
-	}
-	w := len(t.nodes)
-	t.nodes = append(t.nodes, make([]node, w+1)...)
+	t.nodes.resize(2*t.nodes.width + 1)
 }
 
 // truncate removes right subtrees that hold no non-blank leaf (RFC 9420,
 // Sections 7.7 and 12.1.3).
 func (t *Tree) truncate() {
 	last := -1
-	for i := len(t.nodes) - 1; i >= 0; i -= 2 {
-		if t.nodes[i].leaf != nil {
+	for i := int(t.nodes.width) - 1; i >= 0; i -= 2 {
+		if t.nodes.at(NodeIndex(i)).leaf != nil {
 			last = i / 2
 			break
 		}
@@ -420,11 +434,10 @@ func (t *Tree) truncate() {
 		n = min(n, 1)
 	}
 	w := int(treemath.NodeWidth(n))
-	for i := w; i < len(t.nodes); i++ {
+	for i := w; i < int(t.nodes.width); i++ {
 		t.unindexNode(NodeIndex(i))
 	}
-	clear(t.nodes[w:])
-	t.nodes = t.nodes[:w]
+	t.nodes.resize(uint32(w))
 }
 
 // checkUnique returns an error matching [ErrDuplicateKey] if leaf's
@@ -454,9 +467,9 @@ func checkSource(leaf *LeafNode) error {
 // leaf is taken, and adds it to the unmerged leaves of every non-blank
 // parent on its direct path (RFC 9420, Sections 7.7 and 12.1.1). It
 // returns [ErrDuplicateKey] if the leaf's signature or encryption key is
-// already in the tree, and otherwise only checks that the leaf is non-nil:
-// validate it with [Tree.ValidateLeafNode] first. leaf must not be
-// modified afterwards.
+// already in the tree, and otherwise only checks that the leaf is non-nil
+// with a valid source: validate it with [Tree.ValidateLeafNode] first.
+// leaf must not be modified afterwards.
 func (t *Tree) AddLeaf(leaf *LeafNode) (LeafIndex, error) {
 	if err := checkSource(leaf); err != nil {
 		return 0, err
@@ -472,7 +485,7 @@ func (t *Tree) AddLeaf(leaf *LeafNode) (LeafIndex, error) {
 		t.extend()
 	}
 	for _, p := range treemath.DirectPath(l.Node().tm(), t.LeafCount()) {
-		old := t.nodes[p].parent
+		old := t.nodes.at(NodeIndex(p)).parent
 		if old == nil {
 			continue
 		}
@@ -484,6 +497,7 @@ func (t *Tree) AddLeaf(leaf *LeafNode) (LeafIndex, error) {
 		t.setParent(NodeIndex(p), &np)
 	}
 	t.setLeaf(l, leaf)
+	t.fullBelow = l + 1
 	return l, nil
 }
 
@@ -523,13 +537,13 @@ func (t *Tree) RemoveLeaf(l LeafIndex) error {
 // Marshal adds the tree as `optional<Node> ratchet_tree<V>` to b (RFC 9420,
 // Section 12.4.3.3), without the blank nodes after the last non-blank one.
 func (t *Tree) Marshal(b *cryptobyte.Builder) {
-	end := len(t.nodes)
-	for end > 0 && t.nodes[end-1].blank() {
+	end := int(t.nodes.width)
+	for end > 0 && t.nodes.at(NodeIndex(end-1)).blank() {
 		end--
 	}
 	wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
-		for i := range t.nodes[:end] {
-			nd := &t.nodes[i]
+		for i := range end {
+			nd := t.nodes.at(NodeIndex(i))
 			switch {
 			case nd.leaf != nil:
 				b.AddUint8(1)
@@ -563,24 +577,29 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if err := wire.Parse(data, t.unmarshalNodes); err != nil {
 		return nil, fmt.Errorf("%w: ratchet tree: %w", ErrMalformed, err)
 	}
-	if len(t.nodes) == 0 || t.nodes[len(t.nodes)-1].blank() {
+	if t.nodes.width == 0 || t.nodes.at(NodeIndex(t.nodes.width-1)).blank() {
 		return nil, fmt.Errorf("%w: ratchet tree is empty or ends with a blank node", ErrInvalidTree)
 	}
-	for i := range t.nodes {
-		nd := &t.nodes[i]
+	for i := range int(t.nodes.width) {
+		nd := t.nodes.at(NodeIndex(i))
 		if (nd.leaf != nil && i%2 != 0) || (nd.parent != nil && i%2 != 1) {
 			return nil, fmt.Errorf("%w: node %d has the wrong type for its position", ErrInvalidTree, i)
 		}
 	}
 	leaves := uint32(1)
-	for uint64(treemath.NodeWidth(leaves)) < uint64(len(t.nodes)) {
+	for uint64(treemath.NodeWidth(leaves)) < uint64(t.nodes.width) {
 		leaves *= 2
 	}
-	t.nodes = append(t.nodes, make([]node, int(treemath.NodeWidth(leaves))-len(t.nodes))...)
-	for i := range t.nodes {
-		t.indexNode(NodeIndex(i))
-	}
+	t.nodes.resize(treemath.NodeWidth(leaves))
+	t.indexAll()
 	return t, nil
+}
+
+// push appends a node.
+func (s *nodeStore) push(nd node) {
+	n := s.width
+	s.resize(n + 1)
+	*s.mut(NodeIndex(n)) = nd
 }
 
 // unmarshalNodes reads the node vector into t.nodes.
@@ -599,7 +618,7 @@ func (t *Tree) unmarshalNodes(s *cryptobyte.String) bool {
 			return false
 		}
 		if !present {
-			t.nodes = append(t.nodes, node{})
+			t.nodes.push(node{})
 			continue
 		}
 		var typ uint8
@@ -612,13 +631,13 @@ func (t *Tree) unmarshalNodes(s *cryptobyte.String) bool {
 			if !l.Unmarshal(&body) {
 				return false
 			}
-			t.nodes = append(t.nodes, node{leaf: l})
+			t.nodes.push(node{leaf: l})
 		case NodeTypeParent:
 			p := new(ParentNode)
 			if !p.Unmarshal(&body) {
 				return false
 			}
-			t.nodes = append(t.nodes, node{parent: p})
+			t.nodes.push(node{parent: p})
 		default:
 			return false
 		}

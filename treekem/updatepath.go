@@ -307,7 +307,8 @@ func (t *Tree) recipientCount(c NodeIndex, excluded []LeafIndex) int {
 // of the sender's old direct path, and the commit secret; priv is
 // unchanged.
 func (t *Tree) DecryptUpdatePath(priv *PrivateKeys, sender LeafIndex, path *UpdatePath, groupContext []byte, excluded []LeafIndex) (*PrivateKeys, []byte, error) {
-	keys, commitSecret, _, _, err := t.decryptUpdatePath(priv, sender, path, groupContext, excluded)
+	keys, commitSecret, _, ps, err := t.decryptUpdatePath(priv, sender, path, groupContext, excluded)
+	clear(ps)
 	return keys, commitSecret, err
 }
 
@@ -315,6 +316,9 @@ func (t *Tree) DecryptUpdatePath(priv *PrivateKeys, sender LeafIndex, path *Upda
 // path secret and the node it belongs to (for tests).
 func (t *Tree) decryptUpdatePath(priv *PrivateKeys, sender LeafIndex, path *UpdatePath, groupContext []byte, excluded []LeafIndex) (*PrivateKeys, []byte, NodeIndex, []byte, error) {
 	me := priv.leaf
+	if !t.inRange(sender) || !t.inRange(me) {
+		return nil, nil, 0, nil, fmt.Errorf("%w: leaf out of range", ErrBlankLeaf)
+	}
 	if me == sender {
 		return nil, nil, 0, nil, fmt.Errorf("%w: the sender cannot decrypt its own path", ErrInvalidUpdatePath)
 	}
@@ -363,14 +367,18 @@ func (t *Tree) decryptUpdatePath(priv *PrivateKeys, sender LeafIndex, path *Upda
 // keys of the sender's filtered direct path above it, from the path secret
 // in its Welcome (RFC 9420, Section 12.4.3.1), and checks them against t,
 // the tree of the new epoch. It returns the member's new private keys and
-// the commit secret; priv is unchanged.
+// the commit secret; priv and pathSecret are unchanged, and the caller
+// should clear pathSecret.
 func (t *Tree) ImportPathSecret(priv *PrivateKeys, sender LeafIndex, pathSecret []byte) (*PrivateKeys, []byte, error) {
+	if !t.inRange(sender) || !t.inRange(priv.leaf) {
+		return nil, nil, fmt.Errorf("%w: leaf out of range", ErrBlankLeaf)
+	}
 	fdp, copath := t.filteredDirectPath(sender)
 	k := slices.IndexFunc(copath, func(c NodeIndex) bool { return inSubtree(priv.leaf, c) })
 	if k < 0 || priv.leaf == sender {
 		return nil, nil, fmt.Errorf("%w: leaf %d is not below the sender's filtered direct path", ErrInvalidUpdatePath, priv.leaf)
 	}
-	return t.derivePath(priv, sender, fdp, k, slices.Clone(pathSecret))
+	return t.derivePath(priv, sender, fdp, k, pathSecret)
 }
 
 // derivePath derives the key pairs of fdp[k:] from ps, the path secret of
@@ -385,11 +393,14 @@ func (t *Tree) derivePath(priv *PrivateKeys, sender LeafIndex, fdp []NodeIndex, 
 	cur := ps
 	for i, n := range fdp[k:] {
 		key, err := deriveNodeKey(t.suite, cur)
-		if err != nil {
-			return nil, nil, err
+		if err == nil && !bytes.Equal(key.PublicKey(), t.EncryptionKey(n)) {
+			err = fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, n)
 		}
-		if !bytes.Equal(key.PublicKey(), t.EncryptionKey(n)) {
-			return nil, nil, fmt.Errorf("%w: node %d", ErrPublicKeyMismatch, n)
+		if err != nil {
+			if i > 0 {
+				clear(cur)
+			}
+			return nil, nil, err
 		}
 		out.keys[n] = key
 		next := nextPathSecret(t.suite, cur)

@@ -22,7 +22,8 @@ type ValidateOptions struct {
 	RequiredCapabilities *RequiredCapabilities
 	// Now returns the current time, against which the lifetime of
 	// key_package leaf nodes is checked. If nil, lifetimes are not checked
-	// against a clock (RFC 9420 only recommends it for received nodes).
+	// against a clock (RFC 9420 only recommends it for received nodes). It
+	// may be called concurrently by [Tree.Validate].
 	Now func() time.Time
 	// MaxLifetime, if non-zero, is the longest total lifetime accepted for
 	// a key_package leaf node (RFC 9420, Section 7.2).
@@ -158,24 +159,32 @@ func (t *Tree) Validate(opts *ValidateOptions) error {
 	if opts == nil {
 		opts = &ValidateOptions{}
 	}
-	if len(t.nodes) == 0 {
+	if t.nodes.width == 0 {
 		return fmt.Errorf("%w: empty tree", ErrInvalidTree)
 	}
 	if err := t.checkStructure(); err != nil {
 		return err
 	}
-	if err := t.checkLeaves(opts); err != nil {
+	// With every node's hash cached (computed in parallel for big trees),
+	// the parent-hash checks only read the tree, so the workers that
+	// verify the leaves run them too.
+	t.TreeHash()
+	badParent, err := t.checkLeaves(opts)
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidTree, err)
 	}
-	return t.VerifyParentHashes()
+	if badParent >= 0 {
+		return both(ErrInvalidTree, ErrParentHashMismatch, "node %d", badParent)
+	}
+	return nil
 }
 
 // checkStructure checks unmerged leaves, key uniqueness and credential
 // type coverage.
 func (t *Tree) checkStructure() error {
 	n := t.LeafCount()
-	for i := 1; i < len(t.nodes); i += 2 {
-		p := t.nodes[i].parent
+	for i := 1; i < int(t.nodes.width); i += 2 {
+		p := t.nodes.at(NodeIndex(i)).parent
 		if p == nil {
 			continue
 		}
@@ -183,11 +192,11 @@ func (t *Tree) checkStructure() error {
 			if j > 0 && u <= p.UnmergedLeaves[j-1] {
 				return fmt.Errorf("%w: unmerged leaves of node %d are not strictly increasing", ErrInvalidTree, i)
 			}
-			if uint32(u) >= n || t.nodes[u.Node()].leaf == nil || !inSubtree(u, NodeIndex(i)) {
+			if uint32(u) >= n || t.nodes.at(NodeIndex(u.Node())).leaf == nil || !inSubtree(u, NodeIndex(i)) {
 				return fmt.Errorf("%w: node %d lists leaf %d as unmerged, which is blank or not below it", ErrInvalidTree, i, u)
 			}
 			for x := treemath.Parent(u.Node().tm(), n); x != treemath.NodeIndex(i); x = treemath.Parent(x, n) {
-				if q := t.nodes[x].parent; q != nil {
+				if q := t.nodes.at(NodeIndex(x)).parent; q != nil {
 					if _, found := slices.BinarySearch(q.UnmergedLeaves, u); !found {
 						return fmt.Errorf("%w: leaf %d is unmerged at node %d but not at node %d below it", ErrInvalidTree, u, i, x)
 					}
@@ -195,8 +204,8 @@ func (t *Tree) checkStructure() error {
 			}
 		}
 	}
-	for i := range t.nodes {
-		nd := &t.nodes[i]
+	for i := range int(t.nodes.width) {
+		nd := t.nodes.at(NodeIndex(i))
 		if nd.blank() {
 			continue
 		}
@@ -225,11 +234,13 @@ func (t *Tree) checkStructure() error {
 }
 
 // checkLeaves runs checkLeaf on every leaf, and validates parent keys, on
-// up to opts.Workers goroutines. It returns the error of the lowest node.
-func (t *Tree) checkLeaves(opts *ValidateOptions) error {
+// up to opts.Workers goroutines. It returns the error of the lowest node
+// and the lowest parent node that is not parent-hash valid (or -1), which
+// it checks as VerifyParentHashes does; every node hash must be cached.
+func (t *Tree) checkLeaves(opts *ValidateOptions) (int, error) {
 	var todo []NodeIndex
-	for i := range t.nodes {
-		if !t.nodes[i].blank() {
+	for i := range int(t.nodes.width) {
+		if !t.nodes.at(NodeIndex(i)).blank() {
 			todo = append(todo, NodeIndex(i))
 		}
 	}
@@ -239,6 +250,7 @@ func (t *Tree) checkLeaves(opts *ValidateOptions) error {
 	}
 	workers = min(workers, len(todo))
 	errs := make([]error, len(todo))
+	badHash := make([]bool, len(todo))
 	var failed atomic.Bool
 	var next atomic.Int64
 	check := func() {
@@ -250,12 +262,14 @@ func (t *Tree) checkLeaves(opts *ValidateOptions) error {
 			}
 			for k := start; k < min(start+batch, len(todo)); k++ {
 				n := todo[k]
-				nd := &t.nodes[n]
+				nd := t.nodes.at(NodeIndex(n))
 				var err error
 				if nd.leaf != nil {
 					err = t.checkLeaf(nd.leaf, n.Leaf(), opts)
 				} else if e := t.suite.ValidatePublicKey(nd.parent.EncryptionKey); e != nil {
 					err = fmt.Errorf("%w: parent node %d: encryption key: %w", ErrInvalidTree, n, e)
+				} else {
+					badHash[k] = !t.parentHashValid(n)
 				}
 				if err != nil {
 					errs[k] = err
@@ -275,10 +289,15 @@ func (t *Tree) checkLeaves(opts *ValidateOptions) error {
 	}
 	for _, err := range errs {
 		if err != nil {
-			return err
+			return -1, err
 		}
 	}
-	return nil
+	for k, bad := range badHash {
+		if bad {
+			return int(todo[k]), nil
+		}
+	}
+	return -1, nil
 }
 
 // VerifyParentHashes checks that every non-blank parent node is parent-hash
@@ -287,8 +306,8 @@ func (t *Tree) checkLeaves(opts *ValidateOptions) error {
 // parent_hash is the parent hash of this node. Errors match
 // [ErrInvalidTree] and [ErrParentHashMismatch].
 func (t *Tree) VerifyParentHashes() error {
-	for i := 1; i < len(t.nodes); i += 2 {
-		if t.nodes[i].parent == nil {
+	for i := 1; i < int(t.nodes.width); i += 2 {
+		if t.nodes.at(NodeIndex(i)).parent == nil {
 			continue
 		}
 		if !t.parentHashValid(NodeIndex(i)) {
@@ -299,7 +318,7 @@ func (t *Tree) VerifyParentHashes() error {
 }
 
 func (t *Tree) parentHashValid(p NodeIndex) bool {
-	P := t.nodes[p].parent
+	P := t.nodes.at(NodeIndex(p)).parent
 	left := NodeIndex(treemath.Left(p.tm()))
 	right := NodeIndex(treemath.Right(p.tm(), t.LeafCount()))
 	matches := 0
@@ -310,7 +329,7 @@ func (t *Tree) parentHashValid(p NodeIndex) bool {
 			continue
 		}
 		var dph []byte
-		if nd := &t.nodes[d]; nd.leaf != nil {
+		if nd := t.nodes.at(NodeIndex(d)); nd.leaf != nil {
 			if nd.leaf.Source == SourceCommit {
 				dph = nd.leaf.ParentHash
 			}

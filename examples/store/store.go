@@ -1,0 +1,320 @@
+// Package store keeps MLS group states, KeyPackage private keys, PSKs and
+// spent sealed-sender tokens in an SQL database, through database/sql.
+//
+// It implements [mls.GroupStore], [mls.KeyStore] and
+// [sealedsender.SpentStore]. The same statements run on SQLite (embedded,
+// with the pure-Go driver modernc.org/sqlite: see [OpenSQLite]) and on
+// PostgreSQL, for deployments that outgrow one machine: open the database
+// with a PostgreSQL driver and pass [PostgreSQL] to [New].
+//
+// Every save is one transaction whose first statement is the conditional
+// write (compare-and-set on the group's revision), so that concurrent
+// writers, in one process or several sharing the database, serialize on
+// the database and exactly one of them wins.
+//
+// The stored group states and KeyPackages hold secrets. SQLite is opened
+// with secure_delete, so that a replaced state or a consumed KeyPackage
+// key is overwritten in the database file rather than left in a free page.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/microchat/e2ee/mls"
+	"github.com/microchat/e2ee/sealedsender"
+)
+
+// Dialect holds what differs between the SQL databases the store runs on.
+type Dialect struct {
+	name         string
+	blob, bigint string
+	numbered     bool // placeholders are $1, $2, ... instead of ?
+}
+
+// The supported dialects.
+var (
+	// SQLite is for SQLite 3.24 or later (UPSERT), such as the embedded
+	// modernc.org/sqlite opened by [OpenSQLite].
+	SQLite = Dialect{name: "sqlite", blob: "BLOB", bigint: "INTEGER"}
+	// PostgreSQL is for PostgreSQL 9.5 or later.
+	PostgreSQL = Dialect{name: "postgres", blob: "BYTEA", bigint: "BIGINT", numbered: true}
+)
+
+// String returns the dialect's name.
+func (d Dialect) String() string { return d.name }
+
+// rebind rewrites the ? placeholders of q for the dialect.
+func (d Dialect) rebind(q string) string {
+	if !d.numbered {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Store is an [mls.GroupStore], [mls.KeyStore] and
+// [sealedsender.SpentStore] on an SQL database. It is safe for concurrent
+// use, and several Stores (in several processes) may share one database.
+type Store struct {
+	db *sql.DB
+	d  Dialect
+}
+
+var (
+	_ mls.GroupStore          = (*Store)(nil)
+	_ mls.KeyStore            = (*Store)(nil)
+	_ sealedsender.SpentStore = (*Store)(nil)
+)
+
+// OpenSQLite opens (creating it if needed) the SQLite database file at
+// path with the settings the store relies on: a busy timeout, so that
+// writers from several connections or processes wait for each other
+// instead of failing; BEGIN IMMEDIATE transactions, so that a transaction
+// takes the write lock before it reads; full synchronous writes, so that a
+// saved state survives a power loss; and secure_delete.
+func OpenSQLite(path string) (*sql.DB, error) {
+	q := url.Values{}
+	for _, p := range []string{"busy_timeout(30000)", "secure_delete(on)", "synchronous(full)", "journal_mode(delete)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// New returns a store on db, creating its tables if they do not exist.
+// The caller keeps ownership of db.
+func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
+	s := &Store{db: db, d: d}
+	for _, stmt := range []string{
+		`CREATE TABLE IF NOT EXISTS mls_groups (
+			group_id ` + d.blob + ` PRIMARY KEY,
+			epoch ` + d.bigint + ` NOT NULL,
+			revision ` + d.bigint + ` NOT NULL,
+			state ` + d.blob + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS mls_key_packages (
+			ref ` + d.blob + ` PRIMARY KEY,
+			data ` + d.blob + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS mls_psks (
+			id ` + d.blob + ` PRIMARY KEY,
+			secret ` + d.blob + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS spent_tokens (
+			digest ` + d.blob + ` PRIMARY KEY,
+			period ` + d.bigint + ` NOT NULL)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("store: creating tables: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) exec(ctx context.Context, e interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, q string, args ...any) (int64, error) {
+	res, err := e.ExecContext(ctx, s.d.rebind(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func toInt64(v uint64) (int64, error) {
+	if v > math.MaxInt64 {
+		return 0, fmt.Errorf("store: value %d out of range", v)
+	}
+	return int64(v), nil
+}
+
+// LoadGroupState implements [mls.GroupStore].
+func (s *Store) LoadGroupState(ctx context.Context, groupID []byte) (*mls.StoredGroup, error) {
+	var epoch, rev int64
+	var state []byte
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT epoch, revision, state FROM mls_groups WHERE group_id = ?`), groupID).
+		Scan(&epoch, &rev, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: group state", mls.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: loading group state: %w", err)
+	}
+	return &mls.StoredGroup{State: state, Epoch: uint64(epoch), Revision: uint64(rev)}, nil
+}
+
+// SaveGroupState implements [mls.GroupStore] in one transaction.
+func (s *Store) SaveGroupState(ctx context.Context, groupID []byte, epoch uint64, state []byte, prevRevision uint64, consumed *mls.Consumed) (uint64, error) {
+	e, err := toInt64(epoch)
+	if err != nil {
+		return 0, err
+	}
+	prev, err := toInt64(prevRevision)
+	if err != nil || prev == math.MaxInt64 {
+		return 0, fmt.Errorf("store: revision %d out of range", prevRevision)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: saving group state: %w", err)
+	}
+	defer tx.Rollback()
+	var n int64
+	if prev == 0 {
+		n, err = s.exec(ctx, tx, `INSERT INTO mls_groups (group_id, epoch, revision, state) VALUES (?, ?, 1, ?)
+			ON CONFLICT (group_id) DO NOTHING`, groupID, e, state)
+	} else {
+		n, err = s.exec(ctx, tx, `UPDATE mls_groups SET epoch = ?, revision = revision + 1, state = ?
+			WHERE group_id = ? AND revision = ? AND epoch <= ?`, e, state, groupID, prev, e)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: saving group state: %w", err)
+	}
+	if n != 1 {
+		return 0, fmt.Errorf("%w: group state is no longer at revision %d or has a newer epoch", mls.ErrConflict, prevRevision)
+	}
+	if consumed != nil {
+		for _, ref := range consumed.KeyPackages {
+			if n, err = s.exec(ctx, tx, `DELETE FROM mls_key_packages WHERE ref = ?`, []byte(ref)); err == nil && n != 1 {
+				err = fmt.Errorf("%w: key package %x already consumed", mls.ErrConflict, []byte(ref))
+			}
+			if err != nil {
+				return 0, fmt.Errorf("store: saving group state: %w", err)
+			}
+		}
+		for _, id := range consumed.PSKs {
+			if n, err = s.exec(ctx, tx, `DELETE FROM mls_psks WHERE id = ?`, id); err == nil && n != 1 {
+				err = fmt.Errorf("%w: PSK %x already consumed", mls.ErrConflict, id)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("store: saving group state: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: saving group state: %w", err)
+	}
+	return prevRevision + 1, nil
+}
+
+// DeleteGroupState implements [mls.GroupStore].
+func (s *Store) DeleteGroupState(ctx context.Context, groupID []byte, prevRevision uint64) error {
+	prev, err := toInt64(prevRevision)
+	if err != nil {
+		return err
+	}
+	n, err := s.exec(ctx, s.db, `DELETE FROM mls_groups WHERE group_id = ? AND revision = ?`, groupID, prev)
+	if err != nil {
+		return fmt.Errorf("store: deleting group state: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: group state changed or deleted", mls.ErrConflict)
+	}
+	return nil
+}
+
+// PutKeyPackage implements [mls.KeyStore].
+func (s *Store) PutKeyPackage(ctx context.Context, kp *mls.KeyPackagePrivate) error {
+	data, err := kp.Bytes()
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	ref, err := kp.KeyPackage.Ref()
+	if err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, s.db, `INSERT INTO mls_key_packages (ref, data) VALUES (?, ?)`, []byte(ref), data); err != nil {
+		return fmt.Errorf("store: storing key package: %w", err)
+	}
+	return nil
+}
+
+// KeyPackagePrivate implements [mls.KeyStore].
+func (s *Store) KeyPackagePrivate(ctx context.Context, ref mls.KeyPackageRef) (*mls.KeyPackagePrivate, error) {
+	var data []byte
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT data FROM mls_key_packages WHERE ref = ?`), []byte(ref)).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: key package %x", mls.ErrNotFound, []byte(ref))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: loading key package: %w", err)
+	}
+	defer clear(data)
+	return mls.ParseKeyPackagePrivate(data)
+}
+
+// PutPSK implements [mls.KeyStore].
+func (s *Store) PutPSK(ctx context.Context, id, secret []byte) error {
+	if _, err := s.exec(ctx, s.db, `INSERT INTO mls_psks (id, secret) VALUES (?, ?)`, id, secret); err != nil {
+		return fmt.Errorf("store: storing PSK: %w", err)
+	}
+	return nil
+}
+
+// PSK implements [mls.KeyStore].
+func (s *Store) PSK(ctx context.Context, id []byte) ([]byte, error) {
+	var secret []byte
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT secret FROM mls_psks WHERE id = ?`), id).Scan(&secret)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: PSK %x", mls.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: loading PSK: %w", err)
+	}
+	return secret, nil
+}
+
+// MarkSpent implements [sealedsender.SpentStore] with one conditional
+// insert: of concurrent calls with the same digest, in any number of
+// processes, exactly one inserts the row.
+func (s *Store) MarkSpent(digest [32]byte, period uint64) error {
+	p, err := toInt64(period)
+	if err != nil {
+		return err
+	}
+	n, err := s.exec(context.Background(), s.db, `INSERT INTO spent_tokens (digest, period) VALUES (?, ?)
+		ON CONFLICT (digest) DO NOTHING`, digest[:], p)
+	if err != nil {
+		return fmt.Errorf("store: marking token spent: %w", err)
+	}
+	if n != 1 {
+		return sealedsender.ErrDoubleSpend
+	}
+	return nil
+}
+
+// PruneSpent deletes the spent tokens of periods before the given one
+// (see [sealedsender.SpentStore]).
+func (s *Store) PruneSpent(ctx context.Context, before uint64) error {
+	b, err := toInt64(before)
+	if err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, s.db, `DELETE FROM spent_tokens WHERE period < ?`, b); err != nil {
+		return fmt.Errorf("store: pruning spent tokens: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,584 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/microchat/e2ee/mls"
+	"github.com/microchat/e2ee/sealedsender"
+)
+
+var cs = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+
+func openStore(t testing.TB, path string) (*sql.DB, *Store) {
+	t.Helper()
+	db, err := OpenSQLite(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := New(context.Background(), db, SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, s
+}
+
+func credential(name string) mls.Credential {
+	return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}
+}
+
+func keyPackage(t testing.TB, name string) *mls.KeyPackagePrivate {
+	t.Helper()
+	sig, err := cs.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := mls.GenerateKeyPackage(cs, credential(name), sig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
+}
+
+// newPair returns a group of alice and bob plus extra members who never
+// join (they only make the state larger), in epoch 1.
+func newPair(t testing.TB, extra int) (alice, bob *mls.Group) {
+	t.Helper()
+	sig, err := cs.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err = mls.NewGroup(cs, credential("alice"), sig, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobKP := keyPackage(t, "bob")
+	add := []*mls.KeyPackage{bobKP.KeyPackage}
+	for i := range extra {
+		add = append(add, keyPackage(t, fmt.Sprintf("member-%d", i)).KeyPackage)
+	}
+	pc, err := alice.Commit(&mls.CommitOptions{Add: add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	if bob, err = mls.Join(pc.Welcome, bobKP, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	return alice, bob
+}
+
+func save(t testing.TB, s *Store, g *mls.Group, prev uint64, consumed *mls.Consumed) uint64 {
+	t.Helper()
+	state, err := g.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.SaveGroupState(context.Background(), g.GroupID(), g.Epoch(), state, prev, consumed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+func load(t testing.TB, s *Store, groupID []byte) (*mls.Group, uint64) {
+	t.Helper()
+	sg, err := s.LoadGroupState(context.Background(), groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mls.LoadGroup(sg.State, nil)
+	if err != nil {
+		t.Fatalf("loading the stored state: %v", err)
+	}
+	if g.Epoch() != sg.Epoch {
+		t.Fatalf("stored epoch %d, state epoch %d", sg.Epoch, g.Epoch())
+	}
+	return g, sg.Revision
+}
+
+// exchange checks that a and b are in the same epoch with the same epoch
+// authenticator and that b reads a message from a.
+func exchange(t testing.TB, a, b *mls.Group) *mls.MLSMessage {
+	t.Helper()
+	if a.Epoch() != b.Epoch() || !bytes.Equal(a.EpochAuthenticator(), b.EpochAuthenticator()) {
+		t.Fatalf("fork: epochs %d and %d", a.Epoch(), b.Epoch())
+	}
+	text := fmt.Appendf(nil, "hello in epoch %d", a.Epoch())
+	msg, err := a.EncryptApplication(text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Process(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(res.ApplicationData, text) {
+		t.Fatal("wrong plaintext")
+	}
+	return msg
+}
+
+const commitLog = `CREATE TABLE IF NOT EXISTS commit_log (epoch INTEGER PRIMARY KEY, msg BLOB NOT NULL)`
+
+// TestHelperProcess is the child of TestCrashWhileSaving: it commits and
+// saves in a loop until it is killed.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv("E2EE_STORE_CRASH_DB")
+	if path == "" {
+		t.Skip("only run as a child of TestCrashWhileSaving")
+	}
+	ctx := context.Background()
+	db, s := openStore(t, path)
+	gid, err := strconv.Unquote(os.Getenv("E2EE_STORE_CRASH_GROUP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, rev := load(t, s, []byte(gid))
+	fmt.Println("ready")
+	for {
+		// Send (here: log) the commit, then save the epoch it leads to.
+		// A crash between the two leaves the old epoch stored, and the
+		// next run replaces the logged commit of that epoch.
+		pc, err := g.Commit(&mls.CommitOptions{ForcePath: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := pc.Commit.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)
+			ON CONFLICT (epoch) DO UPDATE SET msg = excluded.msg`, int64(g.Epoch()), data); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.MergePendingCommit(pc); err != nil {
+			t.Fatal(err)
+		}
+		rev = save(t, s, g, rev, nil)
+		fmt.Println("saved")
+		// And a message, which changes the state within the epoch.
+		if _, err := g.EncryptApplication([]byte("x"), nil); err != nil {
+			t.Fatal(err)
+		}
+		rev = save(t, s, g, rev, nil)
+	}
+}
+
+// randomInt returns a random integer in [0, n).
+func randomInt(n int64) int64 {
+	v, _ := rand.Int(rand.Reader, big.NewInt(n))
+	return v.Int64()
+}
+
+// TestCrashWhileSaving kills a process that is saving group states, many
+// times, and checks after each kill that the stored state loads (it is
+// the old or the new epoch, never a torn mix) and that the group goes on
+// from it.
+func TestCrashWhileSaving(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "alice.db")
+	db, s := openStore(t, path)
+	if _, err := db.ExecContext(ctx, commitLog); err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := newPair(t, 30)
+	gid := alice.GroupID()
+	save(t, s, alice, 0, nil)
+
+	const kills = 25
+	progressed := 0
+	for i := range kills {
+		before, _ := load(t, s, gid)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
+		cmd.Env = append(os.Environ(), "E2EE_STORE_CRASH_DB="+path, "E2EE_STORE_CRASH_GROUP="+strconv.Quote(string(gid)))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill the child after a random number of saved epochs (zero
+		// included) and a random delay, so that kills land at every point
+		// of a save.
+		lines := make(chan string, 100)
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		wait := func(want string) {
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						cmd.Wait()
+						t.Fatalf("child ended: %s", stderr.String())
+					}
+					if l == want {
+						return
+					}
+				case <-time.After(time.Minute):
+					t.Fatal("child is stuck")
+				}
+			}
+		}
+		wait("ready")
+		for range randomInt(3) {
+			wait("saved")
+		}
+		time.Sleep(time.Duration(randomInt(int64(20 * time.Millisecond))))
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+
+		// The state loads, at the epoch reached or the one before.
+		alice, rev := load(t, s, gid)
+		if alice.Epoch() < before.Epoch() {
+			t.Fatalf("kill %d: epoch went back from %d to %d", i, before.Epoch(), alice.Epoch())
+		}
+		if alice.Epoch() > before.Epoch() {
+			progressed++
+		}
+		// Bob follows the logged commits up to the stored epoch.
+		for bob.Epoch() < alice.Epoch() {
+			var data []byte
+			if err := db.QueryRowContext(ctx, `SELECT msg FROM commit_log WHERE epoch = ?`, int64(bob.Epoch())).Scan(&data); err != nil {
+				t.Fatalf("kill %d: commit of epoch %d: %v", i, bob.Epoch(), err)
+			}
+			msg, err := mls.ParseMessage(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := bob.Process(msg)
+			if err != nil {
+				t.Fatalf("kill %d: bob processing the commit of epoch %d: %v", i, bob.Epoch(), err)
+			}
+			if err := bob.Merge(res.Commit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The group goes on: the members agree and can talk.
+		exchange(t, alice, bob)
+		save(t, s, alice, rev, nil)
+		exchange(t, bob, alice)
+	}
+	if progressed == 0 {
+		t.Fatal("the child never saved a new epoch")
+	}
+	t.Logf("%d kills, %d of them after progress", kills, progressed)
+
+	// A last commit from the reloaded state.
+	alice, rev := load(t, s, gid)
+	pc, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	save(t, s, alice, rev, nil)
+	res, err := bob.Process(pc.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.Merge(res.Commit); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, alice, bob)
+}
+
+// deliveryService is an in-process [mls.Transport]: it accepts one commit
+// per epoch of each group.
+type deliveryService struct {
+	mu      sync.Mutex
+	commits map[string][]*mls.MLSMessage // group ID -> commits, by epoch
+}
+
+var _ mls.Transport = (*deliveryService)(nil)
+
+func (ds *deliveryService) Send(ctx context.Context, groupID []byte, msg *mls.MLSMessage) error {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	if msg.PublicMessage == nil || msg.PublicMessage.Content.ContentType != mls.ContentTypeCommit {
+		return nil
+	}
+	log := ds.commits[string(groupID)]
+	if msg.Epoch() != uint64(len(log)) {
+		return fmt.Errorf("%w: a commit for epoch %d was already accepted", mls.ErrConflict, msg.Epoch())
+	}
+	ds.commits[string(groupID)] = append(log, msg)
+	return nil
+}
+
+func (ds *deliveryService) SendWelcome(ctx context.Context, welcome *mls.MLSMessage) error {
+	return nil
+}
+
+func (ds *deliveryService) FetchKeyPackages(ctx context.Context, identity []byte) ([]*mls.KeyPackage, error) {
+	return nil, mls.ErrNotFound
+}
+
+func (ds *deliveryService) PublishGroupInfo(ctx context.Context, groupID []byte, gi *mls.MLSMessage) error {
+	return nil
+}
+
+// prepareCommit loads the group's state from s and creates and merges a
+// commit, without saving it.
+func prepareCommit(ctx context.Context, s *Store, gid []byte) (*mls.Group, *mls.PendingCommit, []byte, uint64, error) {
+	sg, err := s.LoadGroupState(ctx, gid)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	g, err := mls.LoadGroup(sg.State, nil)
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	pc, err := g.Commit(&mls.CommitOptions{ForcePath: true})
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	if err := g.MergePendingCommit(pc); err != nil {
+		return nil, nil, nil, 0, err
+	}
+	state, err := g.MarshalState()
+	return g, pc, state, sg.Revision, err
+}
+
+// TestConcurrentCommitters runs two writers sharing one member's state in
+// one database (two processes of one device, each with its own database
+// handle): in each round both load the same epoch, commit, and save; one
+// wins, the other gets ErrConflict and sends nothing, and the group never
+// forks.
+func TestConcurrentCommitters(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "alice.db")
+	_, s1 := openStore(t, path)
+	_, s2 := openStore(t, path)
+	alice, bob := newPair(t, 0)
+	gid := alice.GroupID()
+	save(t, s1, alice, 0, nil)
+	ds := &deliveryService{commits: map[string][]*mls.MLSMessage{string(gid): {nil}}} // epoch 0's commit was sent before
+
+	for round := range 10 {
+		var (
+			loaded, saved sync.WaitGroup
+			mu            sync.Mutex
+			winners       []*mls.MLSMessage
+			conflicts     int
+		)
+		loaded.Add(2)
+		for w, s := range []*Store{s1, s2} {
+			saved.Go(func() {
+				g, pc, state, rev, err := prepareCommit(ctx, s, gid)
+				loaded.Done()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				loaded.Wait() // both have loaded the same revision
+				_, err = s.SaveGroupState(ctx, gid, g.Epoch(), state, rev, nil)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					// Saved first: now send. Only the winner ever sends.
+					if err := ds.Send(ctx, gid, pc.Commit); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+					}
+					winners = append(winners, pc.Commit)
+				case errors.Is(err, mls.ErrConflict):
+					conflicts++
+				default:
+					t.Errorf("writer %d: %v", w, err)
+				}
+			})
+		}
+		saved.Wait()
+		if len(winners) != 1 || conflicts != 1 {
+			t.Fatalf("round %d: %d winners, %d conflicts", round, len(winners), conflicts)
+		}
+		res, err := bob.Process(winners[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.Merge(res.Commit); err != nil {
+			t.Fatal(err)
+		}
+		a, rev := load(t, s2, gid)
+		exchange(t, a, bob)
+		save(t, s1, a, rev, nil)
+		exchange(t, bob, a)
+	}
+	if n := len(ds.commits[string(gid)]); n != 11 {
+		t.Fatalf("the delivery service accepted %d commits", n)
+	}
+}
+
+// TestKeyPackageConsumed checks that after a KeyPackage is used to join,
+// its private key is gone from the store, and from the database file.
+func TestKeyPackageConsumed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "bob.db")
+	db, s := openStore(t, path)
+	sig, _ := cs.GenerateSignatureKey()
+	alice, err := mls.NewGroup(cs, credential("alice"), sig, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := keyPackage(t, "bob")
+	if err := s.PutKeyPackage(ctx, kp); err != nil {
+		t.Fatal(err)
+	}
+	initKey := kp.InitKey.Bytes()
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(file, initKey) {
+		t.Fatal("the init private key is not in the database file: the check below would prove nothing")
+	}
+	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{kp.KeyPackage}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	bob, consumed, err := mls.JoinWithStore(ctx, pc.Welcome, s, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, _ := kp.KeyPackage.Ref()
+	if len(consumed.KeyPackages) != 1 || !bytes.Equal(consumed.KeyPackages[0], ref) {
+		t.Fatal("join did not report the consumed key package")
+	}
+	save(t, s, bob, 0, consumed)
+	if _, err := s.KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {
+		t.Fatalf("key package after join: %v", err)
+	}
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM mls_key_packages`).Scan(&n); err != nil || n != 0 {
+		t.Fatal(n, err)
+	}
+	if file, err = os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(file, initKey) {
+		t.Fatal("the init private key is still in the database file")
+	}
+	// Joining again with the same Welcome finds no key.
+	if _, _, err := mls.JoinWithStore(ctx, pc.Welcome, s, nil, nil); !errors.Is(err, mls.ErrNotMember) {
+		t.Fatalf("second join: %v", err)
+	}
+	// A second device racing to save a join with the same KeyPackage loses.
+	if _, err := s.SaveGroupState(ctx, []byte("other"), 1, []byte("state"), 0, consumed); !errors.Is(err, mls.ErrConflict) {
+		t.Fatalf("reused key package: %v", err)
+	}
+	if _, err := s.LoadGroupState(ctx, []byte("other")); !errors.Is(err, mls.ErrNotFound) {
+		t.Fatal("a failed save left a state behind")
+	}
+	exchange(t, alice, bob)
+}
+
+func TestPSKs(t *testing.T) {
+	ctx := context.Background()
+	_, s := openStore(t, filepath.Join(t.TempDir(), "k.db"))
+	if err := s.PutPSK(ctx, []byte("id"), []byte("secret")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := mls.StorePSKs(ctx, s).ExternalPSK([]byte("id"))
+	if err != nil || string(got) != "secret" {
+		t.Fatal(got, err)
+	}
+	if _, err := s.SaveGroupState(ctx, []byte("g"), 0, []byte("s"), 0, &mls.Consumed{PSKs: [][]byte{[]byte("id")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PSK(ctx, []byte("id")); !errors.Is(err, mls.ErrNotFound) {
+		t.Fatal(err)
+	}
+}
+
+// TestSpentTokens redeems the same tokens from many goroutines through
+// several database handles, as several server processes would: each token
+// is accepted exactly once.
+func TestSpentTokens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "spent.db")
+	var stores []*Store
+	for range 4 {
+		_, s := openStore(t, path)
+		stores = append(stores, s)
+	}
+	const tokens = 100
+	var accepted [tokens]int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s := stores[w%len(stores)]
+		wg.Go(func() {
+			for i := range tokens {
+				j := (i*7 + w*13) % tokens // a different order in each redeemer
+				d := sha256.Sum256([]byte{byte(j)})
+				err := s.MarkSpent(d, 5)
+				switch {
+				case err == nil:
+					mu.Lock()
+					accepted[j]++
+					mu.Unlock()
+				case !errors.Is(err, sealedsender.ErrDoubleSpend):
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, n := range accepted {
+		if n != 1 {
+			t.Fatalf("token %d accepted %d times", i, n)
+		}
+	}
+	if err := stores[0].PruneSpent(context.Background(), 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[1].MarkSpent(sha256.Sum256([]byte{0}), 6); err != nil {
+		t.Fatalf("after pruning: %v", err)
+	}
+}
+
+func TestRebind(t *testing.T) {
+	got := PostgreSQL.rebind(`UPDATE t SET a = ?, b = ? WHERE c = ?`)
+	if got != `UPDATE t SET a = $1, b = $2 WHERE c = $3` {
+		t.Fatal(got)
+	}
+	if SQLite.rebind(`a = ?`) != `a = ?` {
+		t.Fatal("sqlite rebind")
+	}
+}

@@ -1,0 +1,100 @@
+package treekem
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// This file holds the whole-tree work a joiner does once per received tree
+// (RFC 9420, Section 12.4.3.1), done in bulk: building the indexes in one
+// pass and hashing subtrees on several goroutines.
+
+// indexAll builds the indexes of a tree whose indexes are empty, as
+// indexNode on every node in order would, but writing each map once
+// instead of folding a growing change set into it again and again. For a
+// big tree the encryption key index is built on a second goroutine.
+func (t *Tree) indexAll() {
+	var enc map[string]NodeIndex
+	indexEnc := func() {
+		enc = make(map[string]NodeIndex, t.nodes.width)
+		for i := range t.nodes.width {
+			n := NodeIndex(i)
+			if k := t.nodes.at(n).encryptionKey(); k != nil {
+				if _, ok := enc[string(k)]; !ok {
+					enc[string(k)] = n
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	if t.nodes.width >= 1<<12 && runtime.GOMAXPROCS(0) > 1 {
+		wg.Go(indexEnc)
+	} else {
+		indexEnc()
+	}
+	sig := make(map[string]LeafIndex, t.nodes.width/2+1)
+	ident := make(map[string][]LeafIndex, t.nodes.width/2+1)
+	for i := 0; i < int(t.nodes.width); i += 2 {
+		l := t.nodes.at(NodeIndex(i)).leaf
+		if l == nil {
+			continue
+		}
+		li := LeafIndex(i / 2)
+		if _, ok := sig[string(l.SignatureKey)]; !ok {
+			sig[string(l.SignatureKey)] = li
+		}
+		ik := l.Credential.identityKey()
+		ident[ik] = append(ident[ik], li) // in increasing order
+		t.idx.members++
+		t.idx.credUsed[l.Credential.Type]++
+		forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported[c]++ })
+	}
+	for k, v := range ident {
+		ident[k] = v[:len(v):len(v)] // appending later must copy
+	}
+	wg.Wait()
+	t.idx.enc = cowMap[string, NodeIndex]{base: enc}
+	t.idx.sig = cowMap[string, LeafIndex]{base: sig}
+	t.idx.ident = cowMap[string, []LeafIndex]{base: ident}
+}
+
+// parallelHashLevel is the level of the subtrees fillHashes hashes
+// concurrently. A subtree of level 6 or more spans whole chunks of the node
+// store (its nodes and the one node after it, which is an ancestor), so
+// goroutines working on different subtrees never write the same chunk.
+const parallelHashLevel = 8
+
+// fillHashes computes the missing tree hashes of the subtrees at
+// parallelHashLevel on up to GOMAXPROCS goroutines. Small trees are left
+// to nodeHash.
+func (t *Tree) fillHashes() {
+	workers := runtime.GOMAXPROCS(0)
+	leaves := t.LeafCount()
+	if workers < 2 || leaves < 4<<parallelHashLevel {
+		return
+	}
+	roots := make([]NodeIndex, 0, leaves>>parallelHashLevel)
+	for x := uint32(1)<<parallelHashLevel - 1; x < t.nodes.width; x += 2 << parallelHashLevel {
+		if t.nodes.at(NodeIndex(x)).hash == nil {
+			roots = append(roots, NodeIndex(x))
+		}
+	}
+	if len(roots) < 2 {
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, len(roots)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(roots) {
+					return
+				}
+				t.nodeHash(roots[i])
+			}
+		})
+	}
+	wg.Wait()
+}
