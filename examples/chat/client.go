@@ -10,10 +10,10 @@ import (
 	"github.com/microchat/e2ee/sealedsender"
 )
 
-// store is what a client persists to: its group states and its
+// clientStore is what a client persists to: its group states and its
 // KeyPackage private keys, in one database so that a join deletes the
 // KeyPackage key in the same transaction that saves the group.
-type store interface {
+type clientStore interface {
 	mls.GroupStore
 	mls.KeyStore
 }
@@ -25,7 +25,7 @@ type client struct {
 	cs       mls.CipherSuite
 	cred     mls.Credential
 	sig      *mls.SignaturePrivateKey
-	store    store
+	store    clientStore
 	tr       *transport
 	cfg      *mls.Config
 	group    *mls.Group
@@ -36,7 +36,7 @@ type client struct {
 	inbox []string
 }
 
-func newClient(ds *deliveryService, cs mls.CipherSuite, name string, st store) (*client, error) {
+func newClient(ds *deliveryService, cs mls.CipherSuite, name string, st clientStore) (*client, error) {
 	sig, err := cs.GenerateSignatureKey()
 	if err != nil {
 		return nil, err

@@ -38,7 +38,10 @@ type dsGroup struct {
 
 var errStaleCommit = errors.New("ds: a commit for this epoch was already accepted")
 
-func newDeliveryService() (*deliveryService, error) {
+// newDeliveryService starts the delivery service, which records spent
+// tokens in the SQL database spent (shared by all its server processes in
+// a real deployment).
+func newDeliveryService(spent sealedsender.SpentStore) (*deliveryService, error) {
 	master := make([]byte, sealedsender.MasterSecretSize)
 	rand.Read(master)
 	challenge := &sealedsender.TokenChallenge{
@@ -46,7 +49,7 @@ func newDeliveryService() (*deliveryService, error) {
 		IssuerName: "tokens.microchat.example",
 		OriginInfo: "delivery.microchat.example",
 	}
-	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, nil)
+	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{Spent: spent})
 	if err != nil {
 		return nil, err
 	}

@@ -79,7 +79,11 @@ func run(cs mls.CipherSuite, members int, dbDir string, w io.Writer) error {
 		defer os.RemoveAll(d)
 		dbDir = d
 	}
-	ds, err := newDeliveryService()
+	dsStore, err := openStore(dbDir, "delivery-service")
+	if err != nil {
+		return err
+	}
+	ds, err := newDeliveryService(dsStore)
 	if err != nil {
 		return err
 	}
