@@ -7,6 +7,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/ext"
 	"github.com/microchat/e2ee/internal/wire"
 )
 
@@ -14,26 +15,17 @@ import (
 // their input is not a valid encoding.
 var ErrMalformed = errors.New("keyschedule: malformed encoding")
 
-// ProtocolVersion is an MLS protocol version (RFC 9420, Section 6).
-type ProtocolVersion uint16
+// ProtocolVersion is an MLS protocol version (RFC 9420, Section 6). It is
+// the same type as treekem.ProtocolVersion and mls.ProtocolVersion.
+type ProtocolVersion = ext.ProtocolVersion
 
 // MLS10 is the protocol version of RFC 9420, mls10.
-const MLS10 ProtocolVersion = 1
+const MLS10 = ext.MLS10
 
-// Extension is one entry of an extension list (RFC 9420, Section 13.4):
-//
-//	struct {
-//	    ExtensionType extension_type;
-//	    opaque extension_data<V>;
-//	} Extension;
-//
-// This package does not interpret extensions; package mls does.
-type Extension struct {
-	// Type is the extension_type.
-	Type uint16
-	// Data is the extension_data.
-	Data []byte
-}
+// Extension is one entry of an extension list (RFC 9420, Section 13.4). It
+// is the same type as treekem.Extension and mls.Extension; this package does
+// not interpret extensions, package mls does.
+type Extension = ext.Extension
 
 // GroupContext summarizes the state of a group in an epoch (RFC 9420,
 // Section 8.1). Its serialization, [GroupContext.Bytes], is an input to the
@@ -111,30 +103,11 @@ func ParseGroupContext(b []byte) (*GroupContext, error) {
 
 // MarshalExtensions appends the encoding of an extension list,
 // Extension extensions<V>, to b.
-func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) {
-	wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
-		for i := range exts {
-			b.AddUint16(exts[i].Type)
-			wire.AddVarintBytes(b, exts[i].Data)
-		}
-	})
-}
+func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) { ext.MarshalExtensions(b, exts) }
 
 // UnmarshalExtensions reads an extension list, Extension extensions<V>,
 // from s into out and reports whether it was well formed. An empty list
 // decodes as nil. It copies the extension data.
 func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
-	var exts []Extension
-	if !wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var e Extension
-		if !s.ReadUint16(&e.Type) || !wire.ReadVarintBytes(s, &e.Data) {
-			return false
-		}
-		exts = append(exts, e)
-		return true
-	}) {
-		return false
-	}
-	*out = exts
-	return true
+	return ext.UnmarshalExtensions(s, out)
 }

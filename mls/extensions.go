@@ -67,27 +67,10 @@ func findExtension(exts []Extension, t ExtensionType) ([]byte, bool) {
 	return nil, false
 }
 
-// The GroupContext of package keyschedule keeps its own extension type, as
-// keyschedule does not depend on treekem; these convert between the two.
+// toContextExtensions and fromContextExtensions convert between the
+// extension lists of GroupContext and of this package. The types are the
+// same (both alias internal/ext); the functions mark where a list moves
+// between the two.
+func toContextExtensions(exts []Extension) []keyschedule.Extension { return exts }
 
-func toContextExtensions(exts []Extension) []keyschedule.Extension {
-	if exts == nil {
-		return nil
-	}
-	out := make([]keyschedule.Extension, len(exts))
-	for i, e := range exts {
-		out[i] = keyschedule.Extension{Type: uint16(e.Type), Data: e.Data}
-	}
-	return out
-}
-
-func fromContextExtensions(exts []keyschedule.Extension) []Extension {
-	if exts == nil {
-		return nil
-	}
-	out := make([]Extension, len(exts))
-	for i, e := range exts {
-		out[i] = Extension{Type: ExtensionType(e.Type), Data: e.Data}
-	}
-	return out
-}
+func fromContextExtensions(exts []keyschedule.Extension) []Extension { return exts }

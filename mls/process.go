@@ -383,7 +383,7 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 	switch p.Type {
 	case ProposalTypeAdd:
 		kp := &p.Add.KeyPackage
-		if kp.CipherSuite != g.cs || uint16(kp.Version) != uint16(st.ctx.Version) {
+		if kp.CipherSuite != g.cs || kp.Version != st.ctx.Version {
 			return invalid("12.1.1", "key package version or cipher suite differs from the group's")
 		}
 		return kp.verifyBasic()
@@ -407,7 +407,7 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		linked := link != 0 && id.PSKType == keyschedule.PSKTypeResumption && id.Usage == link
 		return checkPSKID(g.cs, id, linked)
 	case ProposalTypeReInit:
-		if uint16(p.ReInit.Version) < uint16(st.ctx.Version) {
+		if p.ReInit.Version < st.ctx.Version {
 			return invalid("12.1.5", "ReInit to an older version")
 		}
 		if !p.ReInit.CipherSuite.Supported() {

@@ -8,17 +8,19 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/ext"
 	"github.com/microchat/e2ee/internal/wire"
 )
 
-// ProtocolVersion is an MLS protocol version (RFC 9420, Section 6).
-type ProtocolVersion uint16
+// ProtocolVersion is an MLS protocol version (RFC 9420, Section 6). It is
+// the same type as keyschedule.ProtocolVersion and mls.ProtocolVersion.
+type ProtocolVersion = ext.ProtocolVersion
 
 // MLS10 is the protocol version of RFC 9420.
-const MLS10 ProtocolVersion = 1
+const MLS10 = ext.MLS10
 
 // ExtensionType identifies an extension (RFC 9420, Section 17.3).
-type ExtensionType uint16
+type ExtensionType = ext.ExtensionType
 
 // Extension types defined by RFC 9420, Section 17.3. They are the
 // "default" extension types of Section 7.2, which every client implements
@@ -30,10 +32,6 @@ const (
 	ExtensionExternalPub          ExtensionType = 0x0004
 	ExtensionExternalSenders      ExtensionType = 0x0005
 )
-
-// IsDefault reports whether t is one of the default extension types of RFC
-// 9420, Section 7.2, which are implicitly supported by every client.
-func (t ExtensionType) IsDefault() bool { return t >= 1 && t <= 5 }
 
 // ProposalType identifies a proposal (RFC 9420, Section 17.4).
 type ProposalType uint16
@@ -77,57 +75,22 @@ func (s LeafNodeSource) String() string {
 }
 
 // Extension is an MLS extension: a type and opaque data (RFC 9420, Section
-// 7.2).
-type Extension struct {
-	Type ExtensionType
-	Data []byte
-}
+// 7.2). It is the same type as keyschedule.Extension and mls.Extension.
+type Extension = ext.Extension
 
 // MarshalExtensions adds an `Extension extensions<V>` vector to b.
-func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) {
-	wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
-		for i := range exts {
-			b.AddUint16(uint16(exts[i].Type))
-			wire.AddVarintBytes(b, exts[i].Data)
-		}
-	})
-}
+func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) { ext.MarshalExtensions(b, exts) }
 
 // UnmarshalExtensions reads an `Extension extensions<V>` vector from s. An
 // empty vector is stored as nil. It does not reject repeated types; see
 // [DuplicateExtension].
 func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
-	var exts []Extension
-	ok := wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var e Extension
-		if !s.ReadUint16((*uint16)(&e.Type)) || !wire.ReadVarintBytes(s, &e.Data) {
-			return false
-		}
-		exts = append(exts, e)
-		return true
-	})
-	if !ok {
-		return false
-	}
-	*out = exts
-	return true
+	return ext.UnmarshalExtensions(s, out)
 }
 
 // DuplicateExtension reports whether exts lists some extension type more
 // than once, which RFC 9420, Section 13.4 forbids.
-func DuplicateExtension(exts []Extension) bool {
-	if len(exts) < 2 {
-		return false
-	}
-	seen := make(map[ExtensionType]struct{}, len(exts))
-	for i := range exts {
-		if _, ok := seen[exts[i].Type]; ok {
-			return true
-		}
-		seen[exts[i].Type] = struct{}{}
-	}
-	return false
-}
+func DuplicateExtension(exts []Extension) bool { return ext.DuplicateExtension(exts) }
 
 // Credential is a member credential (RFC 9420, Section 5.3). Exactly one
 // of the variant fields is meaningful, chosen by Type: Identity for basic

@@ -1,0 +1,80 @@
+// Package ext holds the MLS types that both treekem and keyschedule need,
+// which do not import each other: the protocol version and extensions
+// (RFC 9420, Sections 6 and 13.4). Both packages, and mls, re-export them
+// as aliases, so callers name them as treekem.Extension, mls.Extension or
+// keyschedule.Extension, all the same type.
+package ext
+
+import (
+	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/microchat/e2ee/internal/wire"
+)
+
+// ProtocolVersion is an MLS protocol version (RFC 9420, Section 6).
+type ProtocolVersion uint16
+
+// MLS10 is the protocol version of RFC 9420.
+const MLS10 ProtocolVersion = 1
+
+// ExtensionType identifies an extension (RFC 9420, Section 17.3).
+type ExtensionType uint16
+
+// IsDefault reports whether t is one of the default extension types of RFC
+// 9420, Section 7.2 (application_id through external_senders), which are
+// implicitly supported by every client.
+func (t ExtensionType) IsDefault() bool { return t >= 1 && t <= 5 }
+
+// Extension is an MLS extension: a type and opaque data (RFC 9420,
+// Section 13.4).
+type Extension struct {
+	Type ExtensionType
+	Data []byte
+}
+
+// MarshalExtensions adds an `Extension extensions<V>` vector to b.
+func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) {
+	wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
+		for i := range exts {
+			b.AddUint16(uint16(exts[i].Type))
+			wire.AddVarintBytes(b, exts[i].Data)
+		}
+	})
+}
+
+// UnmarshalExtensions reads an `Extension extensions<V>` vector from s,
+// copying the data. An empty vector is stored as nil. It does not reject
+// repeated types; see [DuplicateExtension].
+func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
+	var exts []Extension
+	ok := wire.ReadVector(s, func(s *cryptobyte.String) bool {
+		var e Extension
+		if !s.ReadUint16((*uint16)(&e.Type)) || !wire.ReadVarintBytes(s, &e.Data) {
+			return false
+		}
+		exts = append(exts, e)
+		return true
+	})
+	if !ok {
+		return false
+	}
+	*out = exts
+	return true
+}
+
+// DuplicateExtension reports whether exts lists some extension type more
+// than once, which RFC 9420, Section 13.4 forbids. It takes time linear in
+// len(exts), however hostile the list.
+func DuplicateExtension(exts []Extension) bool {
+	if len(exts) < 2 {
+		return false
+	}
+	seen := make(map[ExtensionType]struct{}, len(exts))
+	for i := range exts {
+		if _, ok := seen[exts[i].Type]; ok {
+			return true
+		}
+		seen[exts[i].Type] = struct{}{}
+	}
+	return false
+}
