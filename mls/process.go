@@ -99,10 +99,12 @@ func (g *Group) Merge(s *StagedCommit) error {
 		g.past = append(g.past, &pastEpoch{epoch: old.ctx.Epoch, framer: old.framer, tree: old.tree, ctxBytes: old.ctxBytes})
 		for len(g.past) > n {
 			g.past[0].framer.secretTree.Erase()
+			clear(g.past[0].framer.senderDataSecret)
 			g.past = g.past[1:]
 		}
 	} else {
 		old.framer.secretTree.Erase()
+		clear(old.framer.senderDataSecret)
 	}
 	g.resumption = append(g.resumption, resumptionPSK{epoch: old.ctx.Epoch, secret: bytes.Clone(old.secrets.ResumptionPSK())})
 	for len(g.resumption) > g.cfg.resumptionEpochs() {

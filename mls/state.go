@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 
@@ -41,8 +42,9 @@ const stateChecksumSize = sha256.Size
 // the epoch's key-schedule secrets and secret-tree ratchets (with the keys
 // kept for out-of-order messages), the decryption keys of the past epochs
 // kept by [Config.PastEpochs], the resumption PSKs kept by
-// [Config.ResumptionPSKEpochs], the proposals received in this epoch and
-// the private keys of this member's pending Update proposals. The Config
+// [Config.ResumptionPSKEpochs], the proposals received in this epoch, the
+// private keys of this member's pending Update proposals, and the ReInit
+// that ended the group, if any (see [Group.PendingReInit]). The Config
 // itself is not part of the state: its functions are passed again to
 // LoadGroup.
 //
@@ -69,6 +71,7 @@ const stateChecksumSize = sha256.Size
 //	    opaque secret_tree<V>;           // keyschedule.SecretTree.Bytes
 //	    CachedProposal proposals<V>;
 //	    opaque pending_update_keys<V><V>;
+//	    optional<Proposal> reinit;        // the ReInit that ended the group
 //	    ResumptionPSK resumption_psks<V>; // oldest first
 //	    PastEpoch past_epochs<V>;         // oldest first
 //	    opaque checksum[32];              // SHA-256 of all that precedes
@@ -80,13 +83,15 @@ const stateChecksumSize = sha256.Size
 //	    opaque sender_data_secret<V>;
 //	    opaque secret_tree<V>;
 //	    uint32 leaf_count;
-//	    NodeChange changes<V>;  // the nodes that differ from the current tree
+//	    NodeChange changes<V>;     // nodes within the current tree's width
+//	    optional<Node> tail<V>;    // nodes beyond it, to the last non-blank one
 //	} PastEpoch;
 //	struct { uint32 node_index; optional<Node> node; } NodeChange;
 //
 // A past epoch's ratchet tree is stored as its difference from the current
-// one, so that keeping past epochs costs little more than the nodes their
-// commits changed.
+// one: the nodes that differ, and the nodes past the end of the current
+// tree if the past one was wider. Keeping past epochs thus costs little more
+// than the nodes their commits changed.
 func (g *Group) MarshalState() ([]byte, error) {
 	if g.state == nil {
 		return nil, errors.New("mls: marshaling an uninitialized group")
@@ -98,13 +103,13 @@ func (g *Group) MarshalState() ([]byte, error) {
 		b.AddUint16(StateVersion)
 		b.AddUint16(uint16(g.cs))
 		wire.AddBool(b, g.active)
-		wire.AddVarintBytes(b, g.sigPriv.Bytes())
+		addSecret(b, g.sigPriv.Bytes())
 		st.ctx.Marshal(b)
 		wire.AddVarintBytes(b, st.interim)
-		b.AddBytes(treeEncoding(cur))
-		wire.AddVarintBytes(b, st.priv.Bytes())
-		wire.AddVarintBytes(b, st.secrets.Bytes())
-		wire.AddVarintBytes(b, st.framer.secretTree.Bytes())
+		addTree(b, cur)
+		addSecret(b, st.priv.Bytes())
+		addSecret(b, st.secrets.Bytes())
+		addSecret(b, st.framer.secretTree.Bytes())
 		wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
 			for _, p := range st.proposals {
 				wire.AddVarintBytes(b, p.ref)
@@ -114,8 +119,11 @@ func (g *Group) MarshalState() ([]byte, error) {
 		})
 		wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
 			for _, k := range g.pendingUpdates {
-				wire.AddVarintBytes(b, k.Bytes())
+				addSecret(b, k.Bytes())
 			}
+		})
+		wire.AddOptional(b, g.reinit != nil, func(b *cryptobyte.Builder) {
+			(&Proposal{Type: ProposalTypeReInit, ReInit: g.reinit}).marshal(b)
 		})
 		wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
 			for _, r := range g.resumption {
@@ -127,11 +135,16 @@ func (g *Group) MarshalState() ([]byte, error) {
 			for _, p := range g.past {
 				wire.AddVarintBytes(b, p.ctxBytes)
 				wire.AddVarintBytes(b, p.framer.senderDataSecret)
-				wire.AddVarintBytes(b, p.framer.secretTree.Bytes())
+				addSecret(b, p.framer.secretTree.Bytes())
 				b.AddUint32(p.tree.LeafCount())
 				wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) {
 					addTreeChanges(b, p.tree, st.tree, cur)
 				})
+				var tail [][]byte
+				for i := st.tree.Width(); i < p.tree.Width(); i++ {
+					tail = append(tail, wire.MustMarshal(func(b *cryptobyte.Builder) { addNode(b, p.tree, treekem.NodeIndex(i)) }))
+				}
+				addTree(b, tail)
 			}
 		})
 	})
@@ -140,6 +153,24 @@ func (g *Group) MarshalState() ([]byte, error) {
 	}
 	sum := sha256.Sum256(body)
 	return append(body, sum[:]...), nil
+}
+
+// addSecret adds a fresh copy of a secret as opaque<V> and erases the
+// copy.
+func addSecret(b *cryptobyte.Builder, v []byte) {
+	wire.AddVarintBytes(b, v)
+	clear(v)
+}
+
+// addTree adds `optional<Node> ratchet_tree<V>` of the nodes, whose
+// encodings are given.
+func addTree(b *cryptobyte.Builder, nodes [][]byte) {
+	enc := treeEncoding(nodes)
+	if enc == nil {
+		b.SetError(errors.New("mls: ratchet tree too large to encode"))
+		return
+	}
+	b.AddBytes(enc)
 }
 
 // encodeNodes returns the encoding of each node of t as optional<Node>.
@@ -206,27 +237,19 @@ func splitNodes(body cryptobyte.String) [][]byte {
 
 func isBlankEncoding(n []byte) bool { return len(n) == 1 && n[0] == 0 }
 
-// addTreeChanges adds the nodes of past that differ from those of cur,
-// whose encodings are curNodes.
+// addTreeChanges adds the nodes of past within the width of cur that
+// differ from those of cur, whose encodings are curNodes.
 func addTreeChanges(b *cryptobyte.Builder, past, cur *treekem.Tree, curNodes [][]byte) {
-	for i := range past.Width() {
+	for i := range min(past.Width(), cur.Width()) {
 		n := treekem.NodeIndex(i)
-		if i < cur.Width() {
-			if n.IsLeaf() && past.Leaf(n.Leaf()) == cur.Leaf(n.Leaf()) {
-				continue // the same shared value, or both blank
-			}
-			if !n.IsLeaf() && past.ParentNode(n) == cur.ParentNode(n) {
-				continue
-			}
+		if n.IsLeaf() && past.Leaf(n.Leaf()) == cur.Leaf(n.Leaf()) {
+			continue // the same shared value, or both blank
+		}
+		if !n.IsLeaf() && past.ParentNode(n) == cur.ParentNode(n) {
+			continue
 		}
 		enc := wire.MustMarshal(func(b *cryptobyte.Builder) { addNode(b, past, n) })
-		var curEnc []byte
-		if i < cur.Width() {
-			curEnc = curNodes[i]
-		} else {
-			curEnc = []byte{0}
-		}
-		if bytes.Equal(enc, curEnc) {
+		if bytes.Equal(enc, curNodes[i]) {
 			continue
 		}
 		b.AddUint32(i)
@@ -243,7 +266,8 @@ func addTreeChanges(b *cryptobyte.Builder, past, cur *treekem.Tree, curNodes [][
 // Every error matches [ErrInvalidState]; loading never panics, whatever the
 // input.
 //
-// The secret-tree limits in effect when the state was saved
+// If cfg keeps fewer past epochs or resumption PSKs than the state holds,
+// the oldest are erased. The secret-tree limits in effect when the state was saved
 // ([Config.MaxForwardDistance], [Config.OutOfOrderTolerance]) stay in
 // effect for the epochs it holds; cfg's limits apply from the next epoch.
 func LoadGroup(state []byte, cfg *Config) (*Group, error) {
@@ -273,12 +297,20 @@ func parseState(body []byte, cfg *Config) (*Group, error) {
 }
 
 // stateDecoder collects what parseStateV1 has decoded, to erase it if the
-// state turns out to be invalid.
+// state turns out to be invalid, and the decoded copies of secrets that
+// were parsed into other structures, to erase them in any case.
 type stateDecoder struct {
 	cs      CipherSuite
 	secrets []*keyschedule.EpochSecrets
 	trees   []*keyschedule.SecretTree
 	raw     [][]byte
+	temp    [][]byte
+}
+
+func (d *stateDecoder) eraseTemp() {
+	for _, r := range d.temp {
+		clear(r)
+	}
 }
 
 func (d *stateDecoder) erase() {
@@ -313,6 +345,7 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	}
 	d := &stateDecoder{cs: cs}
 	defer func() {
+		d.eraseTemp()
 		if err != nil {
 			d.erase()
 			g = nil
@@ -336,9 +369,13 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	if !wire.ReadBool(&s, &g.active) || !wire.ReadVarintBytes(&s, &sigRaw) {
 		return nil, fail("truncated", nil)
 	}
-	d.raw = append(d.raw, sigRaw)
+	d.temp = append(d.temp, sigRaw)
 	if g.sigPriv, err = cs.NewSignaturePrivateKey(sigRaw); err != nil {
 		return nil, fail("signature key", err)
+	}
+	if k := g.sigPriv.Bytes(); !bytes.Equal(k, sigRaw) {
+		clear(k)
+		return nil, fail("signature key not in its canonical form", nil)
 	}
 	var treeBody cryptobyte.String
 	if !ctx.Unmarshal(&s) || !d.secret(&s, &interim) || !readRaw(&s, &treeRaw, &treeBody) ||
@@ -346,7 +383,7 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 		!wire.ReadVarintBytes(&s, &secretsRaw) || !wire.ReadVarintBytes(&s, &stRaw) {
 		return nil, fail("truncated or malformed epoch state", nil)
 	}
-	d.raw = append(d.raw, privRaw, secretsRaw, stRaw)
+	d.temp = append(d.temp, privRaw, secretsRaw, stRaw)
 	if ctx.Version != keyschedule.MLS10 || ctx.CipherSuite != cs || len(ctx.TreeHash) != cs.HashSize() ||
 		len(ctx.ConfirmedTranscriptHash) != 0 && len(ctx.ConfirmedTranscriptHash) != cs.HashSize() {
 		return nil, fail("group context", nil)
@@ -364,6 +401,12 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	priv, err := treekem.ParsePrivateKeys(privRaw)
 	if err != nil {
 		return nil, fail("tree private keys", err)
+	}
+	enc := priv.Bytes()
+	canonical := bytes.Equal(enc, privRaw)
+	clear(enc)
+	if !canonical {
+		return nil, fail("tree private keys not in their canonical form", nil)
 	}
 	me := priv.LeafIndex()
 	myLeaf := tree.Leaf(me)
@@ -460,6 +503,19 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 		return nil, fail("pending update keys", keyErr)
 	}
 
+	// The ReInit proposal of the commit that started this epoch.
+	var hasReInit bool
+	if !wire.ReadOptional(&s, &hasReInit) {
+		return nil, fail("reinit", nil)
+	}
+	if hasReInit {
+		var p Proposal
+		if !p.unmarshal(&s) || p.Type != ProposalTypeReInit || p.ReInit == nil {
+			return nil, fail("reinit", nil)
+		}
+		g.reinit = p.ReInit
+	}
+
 	// Resumption PSKs of earlier epochs, oldest first.
 	if !wire.ReadVector(&s, func(s *cryptobyte.String) bool {
 		var r resumptionPSK
@@ -499,6 +555,16 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	if !s.Empty() {
 		return nil, fail("trailing data", wire.ErrTrailingData)
 	}
+	// Keep no more than cfg allows, if it allows less than when saved.
+	for len(g.past) > g.cfg.pastEpochs() {
+		g.past[0].framer.secretTree.Erase()
+		clear(g.past[0].framer.senderDataSecret)
+		g.past = g.past[1:]
+	}
+	for len(g.resumption) > g.cfg.resumptionEpochs() {
+		clear(g.resumption[0].secret)
+		g.resumption = g.resumption[1:]
+	}
 	return g, nil
 }
 
@@ -508,13 +574,13 @@ func (d *stateDecoder) pastEpoch(s *cryptobyte.String, cur *GroupContext, curNod
 	cs := d.cs
 	var ctxRaw, sdSecret, stRaw []byte
 	var leafCount uint32
-	var changes cryptobyte.String
+	var changes, tail cryptobyte.String
 	if !wire.ReadVarintBytes(s, &ctxRaw) || !d.secret(s, &sdSecret) ||
 		!wire.ReadVarintBytes(s, &stRaw) || !s.ReadUint32(&leafCount) ||
-		!wire.ReadVarintPrefixed(s, &changes) {
+		!wire.ReadVarintPrefixed(s, &changes) || !wire.ReadVarintPrefixed(s, &tail) {
 		return nil, wire.ErrMalformed
 	}
-	d.raw = append(d.raw, stRaw)
+	d.temp = append(d.temp, stRaw)
 	ctx, err := keyschedule.ParseGroupContext(ctxRaw)
 	if err != nil {
 		return nil, err
@@ -525,44 +591,43 @@ func (d *stateDecoder) pastEpoch(s *cryptobyte.String, cur *GroupContext, curNod
 	if leafCount == 0 || leafCount&(leafCount-1) != 0 || leafCount > 1<<30 {
 		return nil, errors.New("leaf count")
 	}
+	// The past tree's nodes: the current tree's, up to the past width, with
+	// the changes applied, then the tail. Every node beyond the current
+	// tree is in the input, so the work is bounded by the input's size.
 	width := treemath.NodeWidth(leafCount)
-	type change struct {
-		i   uint32
-		enc []byte
-	}
-	var list []change
+	nodes := slices.Clone(curNodes[:min(uint64(width), uint64(len(curNodes)))])
+	last := -1
 	for !changes.Empty() {
 		var i uint32
-		if !changes.ReadUint32(&i) || i >= width || (len(list) > 0 && i <= list[len(list)-1].i) {
+		if !changes.ReadUint32(&i) || uint64(i) >= uint64(len(nodes)) || int64(i) <= int64(last) {
 			return nil, wire.ErrMalformed
 		}
+		last = int(i)
 		start := changes
 		if !skipNode(&changes) {
 			return nil, wire.ErrMalformed
 		}
 		enc := start[:len(start)-len(changes)]
 		// A change equal to the current node is never written.
-		if (i < uint32(len(curNodes)) && bytes.Equal(enc, curNodes[i])) || (i >= uint32(len(curNodes)) && isBlankEncoding(enc)) {
+		if bytes.Equal(enc, nodes[i]) {
 			return nil, wire.ErrMalformed
 		}
-		list = append(list, change{i, enc})
+		nodes[i] = enc
 	}
-	// Only nodes up to the last non-blank one are encoded: those of the
-	// current tree and the changes, so the work is bounded by the input.
-	n := min(uint64(width), uint64(len(curNodes)))
-	if len(list) > 0 {
-		n = max(n, uint64(list[len(list)-1].i)+1)
-	}
-	nodes := make([][]byte, n)
-	for i := range nodes {
-		if i < len(curNodes) {
-			nodes[i] = curNodes[i]
-		} else {
-			nodes[i] = []byte{0}
+	if len(tail) > 0 {
+		if uint64(len(nodes)) != uint64(len(curNodes)) {
+			return nil, wire.ErrMalformed
 		}
-	}
-	for _, c := range list {
-		nodes[c.i] = c.enc
+		for !tail.Empty() {
+			start := tail
+			if !skipNode(&tail) || uint64(len(nodes)) >= uint64(width) {
+				return nil, wire.ErrMalformed
+			}
+			nodes = append(nodes, start[:len(start)-len(tail)])
+		}
+		if isBlankEncoding(nodes[len(nodes)-1]) {
+			return nil, wire.ErrMalformed
+		}
 	}
 	tree, err := treekem.ParseTree(cs, treeEncoding(nodes))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/microchat/e2ee/internal/treemath"
 )
 
 // This file holds the whole-tree work a joiner does once per received tree
@@ -28,7 +30,7 @@ func (t *Tree) indexAll() {
 		}
 	}
 	var wg sync.WaitGroup
-	if t.nodes.width >= 1<<12 && runtime.GOMAXPROCS(0) > 1 {
+	if t.nodes.width >= 1<<11 && runtime.GOMAXPROCS(0) > 1 {
 		wg.Go(indexEnc)
 	} else {
 		indexEnc()
@@ -53,10 +55,44 @@ func (t *Tree) indexAll() {
 	for k, v := range ident {
 		ident[k] = v[:len(v):len(v)] // appending later must copy
 	}
+	t.idx.lastPlus1 = 0
+	for i := int(t.nodes.width) - 1; i >= 0; i-- {
+		if !t.nodes.at(NodeIndex(i)).blank() {
+			t.idx.lastPlus1 = uint32(i) + 1
+			break
+		}
+	}
 	wg.Wait()
 	t.idx.enc = cowMap[string, NodeIndex]{base: enc}
 	t.idx.sig = cowMap[string, LeafIndex]{base: sig}
 	t.idx.ident = cowMap[string, []LeafIndex]{base: ident}
+}
+
+// blankSubtree reports whether every node of the subtree rooted at n is
+// blank, from the index of the highest non-blank node: it lets resolve
+// and hasNonBlank skip the blank right end of a tree whose member count is
+// not a power of two in O(1) instead of visiting its every node, which
+// would make commits O(n).
+func (t *Tree) blankSubtree(n NodeIndex) bool {
+	lo := uint64(n) - (uint64(1)<<treemath.Level(n.tm()) - 1)
+	return lo >= uint64(t.idx.lastPlus1)
+}
+
+// unindexLast keeps idx.lastPlus1 right when node n, still holding its old
+// value, is about to change: if n is the highest non-blank node, the next
+// lower non-blank node becomes the highest (indexNode raises it again if
+// n stays non-blank). The scan stops at the first non-blank node below n.
+func (t *Tree) unindexLast(n NodeIndex) {
+	if uint32(n)+1 != t.idx.lastPlus1 {
+		return
+	}
+	t.idx.lastPlus1 = 0
+	for m := int(n) - 1; m >= 0; m-- {
+		if !t.nodes.at(NodeIndex(m)).blank() {
+			t.idx.lastPlus1 = uint32(m) + 1
+			return
+		}
+	}
 }
 
 // parallelHashLevel is the level of the subtrees fillHashes hashes

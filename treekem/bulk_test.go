@@ -77,6 +77,9 @@ func TestBulk(t *testing.T) {
 	for i := range seq.nodes.width {
 		seq.indexNode(NodeIndex(i))
 	}
+	if bulk.idx.lastPlus1 != seq.idx.lastPlus1 || bulk.idx.lastPlus1 != uint32(LeafIndex(1499).Node())+1 {
+		t.Errorf("last non-blank node: bulk %d, node by node %d", int(bulk.idx.lastPlus1)-1, int(seq.idx.lastPlus1)-1)
+	}
 	if bulk.idx.members != seq.idx.members || bulk.idx.members != tree.MemberCount() {
 		t.Errorf("members: bulk %d, node by node %d, tree %d", bulk.idx.members, seq.idx.members, tree.MemberCount())
 	}
@@ -138,4 +141,89 @@ func TestBulk(t *testing.T) {
 	if bytes.Equal(c.TreeHash(), want) || !bytes.Equal(parsed.TreeHash(), want) {
 		t.Fatal("clone and original tree hashes are mixed up")
 	}
+}
+
+// naiveResolution is the resolution of RFC 9420, Section 4.1.1, computed
+// without any shortcut.
+func naiveResolution(t *Tree, n NodeIndex) []NodeIndex {
+	nd := t.nodes.at(n)
+	switch {
+	case n.IsLeaf() && nd.leaf != nil:
+		return []NodeIndex{n}
+	case n.IsLeaf():
+		return nil
+	case nd.parent != nil:
+		out := []NodeIndex{n}
+		for _, u := range nd.parent.UnmergedLeaves {
+			out = append(out, u.Node())
+		}
+		return out
+	}
+	l := naiveResolution(t, NodeIndex(treemath.Left(n.tm())))
+	return append(l, naiveResolution(t, NodeIndex(treemath.Right(n.tm(), t.LeafCount())))...)
+}
+
+// TestBlankSubtree checks the highest non-blank node the index keeps, on
+// which resolutions rely, through additions, removals, paths and clones.
+func TestBlankSubtree(t *testing.T) {
+	tree := bulkTestTree(t, 300)
+	check := func(tree *Tree, step string) {
+		t.Helper()
+		want := uint32(0)
+		for i := range tree.nodes.width {
+			if !tree.nodes.at(NodeIndex(i)).blank() {
+				want = i + 1
+			}
+		}
+		if tree.idx.lastPlus1 != want {
+			t.Fatalf("%s: highest non-blank node %d, want %d", step, int(tree.idx.lastPlus1)-1, int(want)-1)
+		}
+		for i := range tree.nodes.width {
+			if got, want := tree.Resolution(NodeIndex(i)), naiveResolution(tree, NodeIndex(i)); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("%s: resolution of node %d is %v, want %v", step, i, got, want)
+			}
+		}
+	}
+	check(tree, "built")
+	c := tree.Clone()
+	for _, l := range []LeafIndex{299, 298, 297, 150, 296} {
+		if err := c.RemoveLeaf(l); err != nil {
+			t.Fatal(err)
+		}
+		check(c, fmt.Sprintf("removed %d", l))
+	}
+	check(tree, "original after changing the clone")
+	leaf := *c.Leaf(0)
+	leaf.EncryptionKey, leaf.SignatureKey = bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	if _, err := c.AddLeaf(&leaf); err != nil {
+		t.Fatal(err)
+	}
+	check(c, "added")
+	cs := tree.suite
+	signer, err := cs.GenerateSignatureKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []LeafIndex{295, 0} {
+		tmpl := *c.Leaf(l)
+		tmpl.SignatureKey = signer.PublicKey()
+		if _, err := c.GenerateUpdatePath(l, &tmpl, signer, []byte("group"), nil); err != nil {
+			t.Fatal(err)
+		}
+		check(c, fmt.Sprintf("path from %d", l))
+		signer, _ = cs.GenerateSignatureKey()
+	}
+	for l := range LeafIndex(296) {
+		if c.Leaf(l) != nil && l != 295 {
+			if err := c.RemoveLeaf(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check(c, "all removed but one")
+	parsed, err := ParseTree(cs, c.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(parsed, "parsed")
 }

@@ -59,6 +59,9 @@ type index struct {
 	credUsed      map[CredentialType]int
 	credSupported map[CredentialType]int
 	members       int
+	// lastPlus1 is one more than the highest non-blank node, zero if
+	// there is none: nodes from there on are blank (see blankSubtree).
+	lastPlus1 uint32
 }
 
 func (x *index) clone() index {
@@ -69,6 +72,7 @@ func (x *index) clone() index {
 		credUsed:      cloneMap(x.credUsed),
 		credSupported: cloneMap(x.credSupported),
 		members:       x.members,
+		lastPlus1:     x.lastPlus1,
 	}
 }
 
@@ -223,6 +227,9 @@ func (t *Tree) Resolution(n NodeIndex) []NodeIndex {
 }
 
 func (t *Tree) resolve(n NodeIndex, out []NodeIndex) []NodeIndex {
+	if t.blankSubtree(n) {
+		return out
+	}
 	nd := t.nodes.at(NodeIndex(n))
 	if n.IsLeaf() {
 		if nd.leaf != nil {
@@ -244,6 +251,9 @@ func (t *Tree) resolve(n NodeIndex, out []NodeIndex) []NodeIndex {
 // hasNonBlank reports whether the resolution of n is non-empty, without
 // building it.
 func (t *Tree) hasNonBlank(n NodeIndex) bool {
+	if t.blankSubtree(n) {
+		return false
+	}
 	nd := t.nodes.at(NodeIndex(n))
 	if !nd.blank() {
 		return true
@@ -317,6 +327,7 @@ func (t *Tree) invalidate(n NodeIndex) {
 }
 
 func (t *Tree) unindexNode(n NodeIndex) {
+	t.unindexLast(n)
 	nd := t.nodes.at(NodeIndex(n))
 	if k := nd.encryptionKey(); k != nil {
 		if j, ok := t.idx.enc.get(string(k)); ok && j == n {
@@ -348,6 +359,9 @@ func (t *Tree) unindexNode(n NodeIndex) {
 
 func (t *Tree) indexNode(n NodeIndex) {
 	nd := t.nodes.at(NodeIndex(n))
+	if !nd.blank() {
+		t.idx.lastPlus1 = max(t.idx.lastPlus1, uint32(n)+1)
+	}
 	if k := nd.encryptionKey(); k != nil {
 		if _, ok := t.idx.enc.get(string(k)); !ok {
 			t.idx.enc.set(string(k), n)

@@ -12,9 +12,12 @@
 // writers, in one process or several sharing the database, serialize on
 // the database and exactly one of them wins.
 //
-// The stored group states and KeyPackages hold secrets. SQLite is opened
-// with secure_delete, so that a replaced state or a consumed KeyPackage
-// key is overwritten in the database file rather than left in a free page.
+// The stored group states and KeyPackages hold secrets, in the clear:
+// keep the database on encrypted storage. SQLite is opened with
+// secure_delete and a rollback journal, so that a replaced state or a
+// consumed KeyPackage key is overwritten in the database file rather than
+// left in a free page (a deleted journal file may still hold it on disk
+// until overwritten).
 package store
 
 import (
