@@ -98,3 +98,77 @@ func Example() {
 	// bob reads "hi Bob" in epoch 1
 	// alice reads "hello both" from leaf 2 in epoch 2 (3 members)
 }
+
+// newIdentity returns a basic credential and a fresh signature key.
+func newIdentity(cs mls.CipherSuite, name string) (mls.Credential, *mls.SignaturePrivateKey) {
+	sig, err := cs.GenerateSignatureKey()
+	if err != nil {
+		log.Fatal(err)
+	}
+	return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig
+}
+
+// A new device joins by external commit, from a GroupInfo the group
+// published (RFC 9420, §12.4.3.2), without anyone adding it.
+func ExampleJoinExternal() {
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	aliceCred, aliceSig := newIdentity(cs, "alice")
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Alice publishes a GroupInfo with the tree and the external public key.
+	gi, err := alice.GroupInfo(true, true)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// Alice's laptop joins with its own signature key.
+	_, laptopSig := newIdentity(cs, "alice")
+	laptop, commit, err := mls.JoinExternal(gi, aliceCred, laptopSig, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The delivery service accepts the commit; Alice processes it.
+	res, err := alice.Process(commit)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := alice.Merge(res.Commit); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("laptop at leaf %d, epoch %d, %d members, agree: %v\n", laptop.OwnLeafIndex(), laptop.Epoch(),
+		alice.MemberCount(), string(alice.EpochAuthenticator()) == string(laptop.EpochAuthenticator()))
+	// Output: laptop at leaf 1, epoch 1, 2 members, agree: true
+}
+
+// Members derive the same application secrets from the epoch (MLS-Exporter,
+// RFC 9420, §8.5), for instance to encrypt attachments or calls.
+func ExampleGroup_Export() {
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	aliceCred, aliceSig := newIdentity(cs, "alice")
+	bobCred, bobSig := newIdentity(cs, "bob")
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	commit, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(commit); err != nil {
+		log.Fatal(err)
+	}
+	bob, err := mls.Join(commit.Welcome, bobKP, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, _ := alice.Export("microchat/call-key", []byte("call 7"), 32)
+	b, _ := bob.Export("microchat/call-key", []byte("call 7"), 32)
+	fmt.Println(len(a), string(a) == string(b))
+	// Output: 32 true
+}

@@ -4,9 +4,8 @@ import (
 	"crypto/rand"
 	"fmt"
 
-	"github.com/microchat/e2ee/internal/wire"
+	"github.com/microchat/e2ee/mls"
 	"github.com/microchat/e2ee/sealedsender"
-	"golang.org/x/crypto/cryptobyte"
 )
 
 // Example shows Privacy Pass tokens going from the issuer to a client and
@@ -44,7 +43,9 @@ func Example() {
 		panic(err)
 	}
 
-	// Client, later and anonymously: seal an MLS PrivateMessage with a token.
+	// Client, later and anonymously: seal an MLS PrivateMessage with a token
+	// (with mls.Config{Handshake: mls.HandshakePrivate}, commits and
+	// proposals are PrivateMessages too).
 	envelope, err := sealedsender.Seal(sealedsender.SchemePrivacyPass, tokens[0], privateMessage("team-42"), nil)
 	if err != nil {
 		panic(err)
@@ -63,17 +64,26 @@ func Example() {
 	// sealedsender: redeeming token: sealedsender: token already spent
 }
 
-// privateMessage stands for an MLSMessage holding a PrivateMessage, which
-// package mls produces.
+// privateMessage returns an application message of a one-member MLS
+// group whose ID is groupID, as package mls produces it.
 func privateMessage(groupID string) []byte {
-	return wire.MustMarshal(func(b *cryptobyte.Builder) {
-		b.AddUint16(1) // mls10
-		b.AddUint16(2) // mls_private_message
-		wire.AddVarintBytes(b, []byte(groupID))
-		b.AddUint64(1)                            // epoch
-		b.AddUint8(1)                             // application
-		wire.AddVarintBytes(b, nil)               // authenticated_data
-		wire.AddVarintBytes(b, make([]byte, 24))  // encrypted_sender_data
-		wire.AddVarintBytes(b, make([]byte, 200)) // ciphertext
-	})
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	sig, err := cs.GenerateSignatureKey()
+	if err != nil {
+		panic(err)
+	}
+	cred := mls.Credential{Type: mls.CredentialBasic, Identity: []byte("alice")}
+	g, err := mls.NewGroup(cs, cred, sig, &mls.GroupOptions{GroupID: []byte(groupID)}, nil)
+	if err != nil {
+		panic(err)
+	}
+	m, err := g.EncryptApplication([]byte("hello"), nil)
+	if err != nil {
+		panic(err)
+	}
+	b, err := m.Bytes()
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
