@@ -48,6 +48,7 @@ type ValidationError struct {
 	Err     error
 }
 
+// Error returns the message, naming the RFC section.
 func (e *ValidationError) Error() string {
 	return fmt.Sprintf("mls: invalid per RFC 9420, §%s: %v", e.Section, e.Err)
 }
