@@ -764,3 +764,40 @@ func ParseKeyPackagePrivate(data []byte) (*KeyPackagePrivate, error) {
 	}
 	return out, nil
 }
+
+// MarshalMergedState returns the state the group would have after
+// [Group.Merge] of s (or [Group.MergePendingCommit] of the pending commit
+// holding s), without merging it and without changing g. It lets an
+// application that sends its own commit survive a crash between the
+// delivery service accepting the commit and saving the new epoch: save
+// this state aside (for instance under the group ID and s.Epoch()) before
+// sending; after a restart, if the delivery service accepted the commit,
+// load it with [LoadGroup] instead of the previous state. Like every state
+// it is secret.
+func (g *Group) MarshalMergedState(s *StagedCommit) ([]byte, error) {
+	if s == nil || s.state == nil {
+		return nil, errors.New("mls: no new epoch to marshal")
+	}
+	if s.fromEpoch != g.state.ctx.Epoch || !g.active {
+		return nil, fmt.Errorf("%w: staged for epoch %d, group is at %d", ErrWrongEpoch, s.fromEpoch, g.state.ctx.Epoch)
+	}
+	old := g.state
+	view := *g
+	view.past = nil
+	if n := g.cfg.pastEpochs(); n > 0 {
+		view.past = append(append(view.past, g.past...), &pastEpoch{epoch: old.ctx.Epoch, framer: old.framer, tree: old.tree, ctxBytes: old.ctxBytes})
+		if len(view.past) > n {
+			view.past = view.past[len(view.past)-n:]
+		}
+	}
+	view.resumption = append(append([]resumptionPSK(nil), g.resumption...), resumptionPSK{epoch: old.ctx.Epoch, secret: old.secrets.ResumptionPSK()})
+	if n := g.cfg.resumptionEpochs(); len(view.resumption) > n {
+		view.resumption = view.resumption[len(view.resumption)-n:]
+	}
+	view.state = s.state
+	view.pendingUpdates = nil
+	if s.ReInit != nil {
+		view.reinit = s.ReInit
+	}
+	return view.MarshalState()
+}
