@@ -193,30 +193,9 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	if ctx.Version != keyschedule.MLS10 || ctx.CipherSuite != cs {
 		return nil, fmt.Errorf("%w: group context version or cipher suite", ErrUnsupported)
 	}
-	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(fromContextExtensions(ctx.Extensions)) {
-		return nil, invalid("13.4", "duplicate extension")
-	}
-
-	tree, err := treeFromGroupInfo(cs, gi, opts.RatchetTree)
+	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree)
 	if err != nil {
 		return nil, err
-	}
-	signer := tree.Leaf(gi.Signer)
-	if signer == nil {
-		return nil, invalid("12.4.3.1", "GroupInfo signer %d is a blank leaf", gi.Signer)
-	}
-	if err := gi.verify(cs, signer.SignatureKey); err != nil {
-		return nil, err
-	}
-	if !bytes.Equal(tree.TreeHash(), ctx.TreeHash) {
-		return nil, invalid("12.4.3.1", "tree hash does not match the GroupInfo")
-	}
-	vopts, err := g.validateOptions(ctx.GroupID, fromContextExtensions(ctx.Extensions), false)
-	if err != nil {
-		return nil, err
-	}
-	if err := tree.Validate(vopts); err != nil {
-		return nil, &ValidationError{Section: "12.4.3.1", Err: err}
 	}
 	if err := checkResumedWelcome(gs.PSKs, &ctx, tree, opts.PreviousGroup); err != nil {
 		return nil, err
