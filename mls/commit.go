@@ -362,20 +362,12 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	newCtx.ConfirmedTranscriptHash = keyschedule.ConfirmedTranscriptHash(cs, st.interim, input)
 	newCtxBytes := newCtx.Bytes()
 
-	joiner := st.secrets.NextInit().JoinerSecret(commitSecret, newCtxBytes)
+	secrets, joiner, pskSecret, err := g.nextEpochSecrets(st.secrets.NextInit(), commitSecret, newCtxBytes, apply.psks)
+	if err != nil {
+		return nil, err
+	}
 	defer joiner.Erase()
-	psks, err := g.lookupPSKs(apply.psks)
-	if err != nil {
-		return nil, err
-	}
-	pskSecret, err := keyschedule.PSKSecret(cs, psks)
-	if err != nil {
-		return nil, err
-	}
 	defer clear(pskSecret)
-	es := joiner.EpochSecret(pskSecret, newCtxBytes)
-	secrets := es.Derive()
-	es.Erase()
 	ac.Auth.ConfirmationTag = secrets.ConfirmationTag(newCtx.ConfirmedTranscriptHash)
 	interim := keyschedule.InterimTranscriptHash(cs, newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
 

@@ -241,20 +241,12 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	newCtx.ConfirmedTranscriptHash = keyschedule.ConfirmedTranscriptHash(cs, interimBefore, input)
 	newCtxBytes := newCtx.Bytes()
 
-	joiner := init.JoinerSecret(path.CommitSecret(), newCtxBytes)
-	defer joiner.Erase()
-	psks, err := g.lookupPSKs(apply.psks)
+	secrets, joiner, pskSecret, err := g.nextEpochSecrets(init, path.CommitSecret(), newCtxBytes, apply.psks)
 	if err != nil {
 		return nil, nil, err
 	}
-	pskSecret, err := keyschedule.PSKSecret(cs, psks)
-	if err != nil {
-		return nil, nil, err
-	}
-	es := joiner.EpochSecret(pskSecret, newCtxBytes)
+	joiner.Erase()
 	clear(pskSecret)
-	secrets := es.Derive()
-	es.Erase()
 	ac.Auth.ConfirmationTag = secrets.ConfirmationTag(newCtx.ConfirmedTranscriptHash)
 	interim := keyschedule.InterimTranscriptHash(cs, newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag)
 	g.state, err = g.newEpochState(newCtx, newTree, path.PrivateKeys(), secrets, interim)

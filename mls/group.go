@@ -265,6 +265,30 @@ func (g *Group) validateOptions(groupID []byte, exts []Extension, checkLifetime 
 	return opts, nil
 }
 
+// nextEpochSecrets runs the key schedule of the epoch a commit leads to
+// (RFC 9420, §8) from the init secret, the commit secret (nil for none), the
+// serialized GroupContext of the new epoch and the commit's PSKs. It erases
+// init. The caller erases the returned joiner secret and PSK secret, which
+// a committer also needs for the Welcome.
+func (g *Group) nextEpochSecrets(init *keyschedule.InitSecret, commitSecret, newCtx []byte, pskIDs []PreSharedKeyID) (*keyschedule.EpochSecrets, *keyschedule.JoinerSecret, []byte, error) {
+	joiner := init.JoinerSecret(commitSecret, newCtx)
+	init.Erase()
+	psks, err := g.lookupPSKs(pskIDs)
+	if err != nil {
+		joiner.Erase()
+		return nil, nil, nil, err
+	}
+	pskSecret, err := keyschedule.PSKSecret(g.cs, psks)
+	if err != nil {
+		joiner.Erase()
+		return nil, nil, nil, err
+	}
+	es := joiner.EpochSecret(pskSecret, newCtx)
+	secrets := es.Derive()
+	es.Erase()
+	return secrets, joiner, pskSecret, nil
+}
+
 // lookupPSKs returns the PSKs named by ids, with their secrets.
 func (g *Group) lookupPSKs(ids []PreSharedKeyID) ([]keyschedule.PSK, error) {
 	out := make([]keyschedule.PSK, 0, len(ids))

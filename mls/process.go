@@ -613,21 +613,12 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 	} else {
 		init = st.secrets.NextInit()
 	}
-	joiner := init.JoinerSecret(commitSecret, newCtxBytes)
-	init.Erase()
-	defer joiner.Erase()
-	psks, err := g.lookupPSKs(apply.psks)
+	secrets, joiner, pskSecret, err := g.nextEpochSecrets(init, commitSecret, newCtxBytes, apply.psks)
 	if err != nil {
 		return nil, err
 	}
-	pskSecret, err := keyschedule.PSKSecret(cs, psks)
-	if err != nil {
-		return nil, err
-	}
-	es := joiner.EpochSecret(pskSecret, newCtxBytes)
+	joiner.Erase()
 	clear(pskSecret)
-	secrets := es.Derive()
-	es.Erase()
 	if !secrets.VerifyConfirmationTag(newCtx.ConfirmedTranscriptHash, ac.Auth.ConfirmationTag) {
 		secrets.Erase()
 		return nil, fmt.Errorf("%w: confirmation tag", ErrDecryption)
