@@ -397,10 +397,16 @@ func prepareCommit(ctx context.Context, s *Store, gid []byte) (*mls.Group, *mls.
 // wins, the other gets ErrConflict and sends nothing, and the group never
 // forks.
 func TestConcurrentCommitters(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "alice.db")
 	_, s1 := openStore(t, path)
 	_, s2 := openStore(t, path)
+	testConcurrentCommitters(t, s1, s2)
+}
+
+// testConcurrentCommitters runs the scenario of TestConcurrentCommitters
+// on two stores sharing one database.
+func testConcurrentCommitters(t *testing.T, s1, s2 *Store) {
+	ctx := context.Background()
 	alice, bob := newPair(t, 0)
 	gid := alice.GroupID()
 	save(t, s1, alice, 0, nil)
@@ -528,8 +534,12 @@ func TestKeyPackageConsumed(t *testing.T) {
 }
 
 func TestPSKs(t *testing.T) {
-	ctx := context.Background()
 	_, s := openStore(t, filepath.Join(t.TempDir(), "k.db"))
+	testPSKs(t, s)
+}
+
+func testPSKs(t *testing.T, s *Store) {
+	ctx := context.Background()
 	if err := s.PutPSK(ctx, []byte("id"), []byte("secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -555,6 +565,12 @@ func TestSpentTokens(t *testing.T) {
 		_, s := openStore(t, path)
 		stores = append(stores, s)
 	}
+	testSpentTokens(t, stores)
+}
+
+// testSpentTokens redeems tokens concurrently through stores that share
+// one database.
+func testSpentTokens(t *testing.T, stores []*Store) {
 	const tokens = 100
 	var accepted [tokens]int
 	var mu sync.Mutex
