@@ -3,7 +3,6 @@ package keyschedule
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"testing"
 
 	"github.com/microchat/e2ee/hpke"
@@ -85,38 +84,10 @@ type transcriptVector struct {
 }
 
 func TestVectors(t *testing.T) {
-	t.Run("key-schedule", func(t *testing.T) {
-		for i, v := range vectortest.Load[keyScheduleVector](t, "key-schedule.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testKeySchedule(t, &v)
-			})
-		}
-	})
-	t.Run("psk_secret", func(t *testing.T) {
-		for i, v := range vectortest.Load[pskSecretVector](t, "psk_secret.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testPSKSecret(t, &v)
-			})
-		}
-	})
-	t.Run("secret-tree", func(t *testing.T) {
-		for i, v := range vectortest.Load[secretTreeVector](t, "secret-tree.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testSecretTree(t, &v)
-			})
-		}
-	})
-	t.Run("transcript-hashes", func(t *testing.T) {
-		for i, v := range vectortest.Load[transcriptVector](t, "transcript-hashes.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testTranscriptHashes(t, &v)
-			})
-		}
-	})
+	vectortest.Run(t, "key-schedule", testKeySchedule)
+	vectortest.Run(t, "psk_secret", testPSKSecret)
+	vectortest.Run(t, "secret-tree", testSecretTree)
+	vectortest.Run(t, "transcript-hashes", testTranscriptHashes)
 }
 
 func suiteOf(t *testing.T, id uint16) hpke.CipherSuite {

@@ -318,14 +318,7 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	}
 	tree := apply.tree
 	newExt := apply.extensions
-	provisional := GroupContext{
-		Version:                 st.ctx.Version,
-		CipherSuite:             cs,
-		GroupID:                 st.ctx.GroupID,
-		Epoch:                   st.ctx.Epoch + 1,
-		ConfirmedTranscriptHash: st.ctx.ConfirmedTranscriptHash,
-		Extensions:              toContextExtensions(newExt),
-	}
+	provisional := st.provisionalContext(newExt)
 	priv := st.priv.Prune(tree)
 	var commitSecret []byte
 	var path *treekem.PendingPath

@@ -272,7 +272,7 @@ func NewGroup(cs CipherSuite, cred Credential, sig *hpke.SignaturePrivateKey, op
 		Epoch:                   0,
 		TreeHash:                tree.TreeHash(),
 		ConfirmedTranscriptHash: []byte{},
-		Extensions:              toContextExtensions(opts.Extensions),
+		Extensions:              opts.Extensions,
 	}
 	init, err := keyschedule.GenerateInitSecret(cs)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/internal/wire"
-	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
 )
 
@@ -66,11 +65,3 @@ func findExtension(exts []Extension, t ExtensionType) ([]byte, bool) {
 	}
 	return nil, false
 }
-
-// toContextExtensions and fromContextExtensions convert between the
-// extension lists of GroupContext and of this package. The types are the
-// same (both alias internal/ext); the functions mark where a list moves
-// between the two.
-func toContextExtensions(exts []Extension) []keyschedule.Extension { return exts }
-
-func fromContextExtensions(exts []keyschedule.Extension) []Extension { return exts }

@@ -60,7 +60,7 @@ func externalPub(gi *GroupInfo) ([]byte, error) {
 func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree, error) {
 	cs := g.cs
 	ctx := &gi.GroupContext
-	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(fromContextExtensions(ctx.Extensions)) {
+	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(ctx.Extensions) {
 		return nil, invalid("13.4", "duplicate extension")
 	}
 	tree, err := treeFromGroupInfo(cs, gi, outOfBand)
@@ -77,7 +77,7 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if !bytes.Equal(tree.TreeHash(), ctx.TreeHash) {
 		return nil, invalid("12.4.3.1", "tree hash does not match the GroupInfo")
 	}
-	vopts, err := g.validateOptions(ctx.GroupID, fromContextExtensions(ctx.Extensions), false)
+	vopts, err := g.validateOptions(ctx.GroupID, ctx.Extensions, false)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	if err != nil {
 		return nil, nil, err
 	}
-	exts := fromContextExtensions(ctx.Extensions)
+	exts := ctx.Extensions
 
 	// The joiner's leaf, before the path fills in its keys.
 	caps := defaultCapabilities(cs, &KeyPackageOptions{ExtensionTypes: opts.ExtensionTypes, ProposalTypes: opts.ProposalTypes})

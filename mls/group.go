@@ -115,6 +115,20 @@ type epochState struct {
 	proposals  []cachedProposal
 }
 
+// provisionalContext returns the GroupContext of the epoch after st with
+// extensions exts, before the tree hash and confirmed transcript hash of the
+// new epoch are known (RFC 9420, §12.4.1, §12.4.2): the caller sets them.
+func (st *epochState) provisionalContext(exts []Extension) GroupContext {
+	return GroupContext{
+		Version:                 st.ctx.Version,
+		CipherSuite:             st.ctx.CipherSuite,
+		GroupID:                 st.ctx.GroupID,
+		Epoch:                   st.ctx.Epoch + 1,
+		ConfirmedTranscriptHash: st.ctx.ConfirmedTranscriptHash,
+		Extensions:              exts,
+	}
+}
+
 // pastEpoch is what is kept of an earlier epoch to read late messages.
 type pastEpoch struct {
 	epoch    uint64
@@ -226,7 +240,7 @@ func (g *Group) newEpochState(ctx GroupContext, tree *treekem.Tree, priv *treeke
 	return &epochState{
 		ctx:        ctx,
 		ctxBytes:   ctxBytes,
-		extensions: fromContextExtensions(ctx.Extensions),
+		extensions: ctx.Extensions,
 		tree:       tree,
 		priv:       priv,
 		secrets:    secrets,

@@ -2,7 +2,6 @@ package mls
 
 import (
 	"bytes"
-	"strconv"
 	"testing"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -59,31 +58,12 @@ func roundTrip(t *testing.T, name string, data []byte, unmarshal func(*cryptobyt
 }
 
 func TestVectors(t *testing.T) {
-	t.Run("messages", func(t *testing.T) {
-		for i, v := range vectortest.Load[messagesVector](t, "messages.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testMessages(t, &v)
-			})
-		}
-	})
-	t.Run("welcome", func(t *testing.T) {
-		for i, v := range vectortest.Load[welcomeVector](t, "welcome.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testWelcome(t, &v)
-			})
-		}
-	})
-	runPassive(t, func(name string) []passiveClientVector { return vectortest.Load[passiveClientVector](t, name) })
-	t.Run("message-protection", func(t *testing.T) {
-		for i, v := range vectortest.Load[messageProtectionVector](t, "message-protection.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testMessageProtection(t, &v)
-			})
-		}
-	})
+	vectortest.Run(t, "messages", testMessages)
+	vectortest.Run(t, "welcome", testWelcome)
+	for _, stem := range []string{"passive-client-welcome", "passive-client-handling-commit", "passive-client-random"} {
+		vectortest.Run(t, stem, testPassiveClient)
+	}
+	vectortest.Run(t, "message-protection", testMessageProtection)
 }
 
 func testMessages(t *testing.T, v *messagesVector) {

@@ -3,7 +3,6 @@ package mls
 import (
 	"bytes"
 	"errors"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -120,24 +119,5 @@ func testPassiveClient(t *testing.T, v *passiveClientVector) {
 		if _, err := g.Process(m); !errors.Is(err, ErrWrongEpoch) {
 			t.Fatalf("epoch %d: replayed commit: %v", i, err)
 		}
-	}
-}
-
-func init() {
-	passiveFiles = []string{"passive-client-welcome", "passive-client-handling-commit", "passive-client-random"}
-}
-
-var passiveFiles []string
-
-func runPassive(t *testing.T, load func(string) []passiveClientVector) {
-	for _, name := range passiveFiles {
-		t.Run(name, func(t *testing.T) {
-			for i, v := range load(name + ".json") {
-				t.Run(strconv.Itoa(i), func(t *testing.T) {
-					t.Parallel()
-					testPassiveClient(t, &v)
-				})
-			}
-		})
 	}
 }

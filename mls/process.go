@@ -531,14 +531,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 	}
 
 	newExt := apply.extensions
-	provisional := GroupContext{
-		Version:                 st.ctx.Version,
-		CipherSuite:             cs,
-		GroupID:                 st.ctx.GroupID,
-		Epoch:                   st.ctx.Epoch + 1,
-		ConfirmedTranscriptHash: st.ctx.ConfirmedTranscriptHash,
-		Extensions:              toContextExtensions(newExt),
-	}
+	provisional := st.provisionalContext(newExt)
 	var commitSecret []byte
 	priv := st.priv
 	if slices.Contains(apply.updated, priv.LeafIndex()) {

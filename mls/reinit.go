@@ -317,7 +317,7 @@ func checkResumedWelcome(psks []PreSharedKeyID, ctx *GroupContext, tree *treekem
 			return invalid("11.2", "the previous group's last commit was not a ReInit")
 		}
 		if !bytes.Equal(r.GroupID, ctx.GroupID) || uint16(r.Version) != uint16(ctx.Version) || r.CipherSuite != ctx.CipherSuite ||
-			!extensionsEqual(r.Extensions, fromContextExtensions(ctx.Extensions)) {
+			!extensionsEqual(r.Extensions, ctx.Extensions) {
 			return invalid("11.2", "the new group does not match the ReInit proposal")
 		}
 		for i, l := range prev.state.tree.Leaves() {

@@ -446,7 +446,7 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	st := &epochState{
 		ctx:        ctx,
 		ctxBytes:   ctxBytes,
-		extensions: fromContextExtensions(ctx.Extensions),
+		extensions: ctx.Extensions,
 		tree:       tree,
 		priv:       priv,
 		secrets:    secrets,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -69,30 +68,9 @@ var vectorTime = time.Date(2023, time.June, 1, 0, 0, 0, 0, time.UTC)
 func vectorNow() time.Time { return vectorTime }
 
 func TestVectors(t *testing.T) {
-	t.Run("tree-validation", func(t *testing.T) {
-		for i, v := range vectortest.Load[treeValidationVector](t, "tree-validation.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testTreeValidation(t, &v)
-			})
-		}
-	})
-	t.Run("tree-operations", func(t *testing.T) {
-		for i, v := range vectortest.Load[treeOperationsVector](t, "tree-operations.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testTreeOperations(t, &v)
-			})
-		}
-	})
-	t.Run("treekem", func(t *testing.T) {
-		for i, v := range vectortest.Load[treeKEMVector](t, "treekem.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testTreeKEM(t, &v)
-			})
-		}
-	})
+	vectortest.Run(t, "tree-validation", testTreeValidation)
+	vectortest.Run(t, "tree-operations", testTreeOperations)
+	vectortest.Run(t, "treekem", testTreeKEM)
 }
 
 func parseTree(t *testing.T, cs hpke.CipherSuite, data []byte) *treekem.Tree {

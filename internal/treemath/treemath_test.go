@@ -1,7 +1,6 @@
 package treemath
 
 import (
-	"strconv"
 	"testing"
 
 	"github.com/microchat/e2ee/internal/vectortest"
@@ -18,14 +17,7 @@ type treeMathVector struct {
 }
 
 func TestVectors(t *testing.T) {
-	t.Run("tree-math", func(t *testing.T) {
-		for i, v := range vectortest.Load[treeMathVector](t, "tree-math.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				testTreeMath(t, &v)
-			})
-		}
-	})
+	vectortest.Run(t, "tree-math", testTreeMath)
 }
 
 func testTreeMath(t *testing.T, v *treeMathVector) {

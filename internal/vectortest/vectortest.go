@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -145,4 +146,18 @@ func SharedPath(t testing.TB, envVar, dir, name string) string {
 		t.Skip(howTo)
 	}
 	return p
+}
+
+// Run runs every case of the vector file <stem>.json as the parallel
+// subtest <stem>/<case index> of t, calling test with the decoded case.
+func Run[T any](t *testing.T, stem string, test func(*testing.T, *T)) {
+	t.Helper()
+	t.Run(stem, func(t *testing.T) {
+		for i, v := range Load[T](t, stem+".json") {
+			t.Run(strconv.Itoa(i), func(t *testing.T) {
+				t.Parallel()
+				test(t, &v)
+			})
+		}
+	})
 }
