@@ -223,6 +223,9 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
+			if !p.tree.HasLeaf(LeafIndex(ac.Content.Sender.Index)) {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, p.tree.LeafCount())
+			}
 			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
@@ -249,6 +252,10 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	c := &ac.Content
 	switch c.Sender.Type {
 	case SenderTypeMember:
+		// Range-check the index before any use (RFC 9420, §6; Appendix C).
+		if !st.tree.HasLeaf(LeafIndex(c.Sender.Index)) {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, st.tree.LeafCount())
+		}
 		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
@@ -401,6 +408,9 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 			return &ValidationError{Section: "12.1.2", Err: err}
 		}
 	case ProposalTypeRemove:
+		if !tree.HasLeaf(p.Remove.Removed) {
+			return leafOutOfRange("12.1.3", "Remove of leaf", uint32(p.Remove.Removed), tree.LeafCount())
+		}
 		if tree.Leaf(p.Remove.Removed) == nil {
 			return invalid("12.1.3", "remove of blank leaf %d", p.Remove.Removed)
 		}
