@@ -15,10 +15,10 @@ import (
 // the real group's keys, so the index check is the one that fires.
 
 const (
-	wrapAlice = LeafIndex(1 << 31)    // node 2^32 mod 2^32 = 0: alice
-	wrapBob   = LeafIndex(1<<31 + 1)  // aliases bob, leaf 1
-	wrapCarol = LeafIndex(1<<31 + 2)  // aliases carol, leaf 2
-	maxUint32 = LeafIndex(1<<32 - 1)  // the largest index a peer can send
+	wrapAlice = LeafIndex(1 << 31)   // node 2^32 mod 2^32 = 0: alice
+	wrapBob   = LeafIndex(1<<31 + 1) // aliases bob, leaf 1
+	wrapCarol = LeafIndex(1<<31 + 2) // aliases carol, leaf 2
+	maxUint32 = LeafIndex(1<<32 - 1) // the largest index a peer can send
 )
 
 // rfaGroup returns a three-member group: alice (0), bob (1), carol (2).
