@@ -342,12 +342,9 @@ func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range st.proposals {
-		if bytes.Equal(c.ref, ref) {
-			return ref, nil
-		}
+	if err := st.addProposal(cachedProposal{ref: ref, proposal: p, sender: sender}, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
 	}
-	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: sender})
 	return ref, nil
 }
 
@@ -496,11 +493,10 @@ func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sende
 		case ProposalOrRefProposal:
 			out = append(out, resolvedProposal{proposal: por.Proposal, sender: committer})
 		case ProposalOrRefReference:
-			j := slices.IndexFunc(st.proposals, func(c cachedProposal) bool { return bytes.Equal(c.ref, por.Reference) })
-			if j < 0 {
+			c, ok := st.findProposal(por.Reference)
+			if !ok {
 				return nil, fmt.Errorf("%w: proposal reference %x", ErrNotFound, []byte(por.Reference))
 			}
-			c := st.proposals[j]
 			out = append(out, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
 		}
 	}
