@@ -73,14 +73,20 @@ func rfaPrivate(t testing.TB, g *Group, c FramedContent, auth FramedContentAuthD
 	return transmit(t, &MLSMessage{Version: MLS10, WireFormat: WireFormatPrivateMessage, PrivateMessage: pm})
 }
 
-// rfaRejects processes msg at g and checks that the error matches want,
-// and that g's encoded state did not change.
-func rfaRejects(t *testing.T, g *Group, msg *MLSMessage, want error) error {
+// rfaRejects processes msg at g and checks that the error matches want (an
+// error for errors.Is, or a *ValidationError for errors.As), and that g's
+// encoded state did not change.
+func rfaRejects(t *testing.T, g *Group, msg *MLSMessage, want any) error {
 	t.Helper()
 	before := rfaMustState(t, g)
 	_, err := g.Process(msg)
 	require.Error(t, err)
-	require.ErrorIs(t, err, want)
+	switch w := want.(type) {
+	case *ValidationError:
+		require.ErrorAs(t, err, &w)
+	case error:
+		require.ErrorIs(t, err, w)
+	}
 	require.True(t, bytes.Equal(before, rfaMustState(t, g)), "a rejected message changed the state")
 	return err
 }
