@@ -67,6 +67,9 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, err
 	}
+	if !tree.HasLeaf(gi.Signer) {
+		return nil, leafOutOfRange("12.4.3.1", "GroupInfo signer", uint32(gi.Signer), tree.LeafCount())
+	}
 	signer := tree.Leaf(gi.Signer)
 	if signer == nil {
 		return nil, invalid("12.4.3.1", "GroupInfo signer %d is a blank leaf", gi.Signer)

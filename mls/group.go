@@ -35,6 +35,20 @@ type Config struct {
 	// cached or committed; an error rejects the proposal (and a commit
 	// carrying it).
 	ProposalPolicy func(p *Proposal, sender Sender) error
+	// AcceptNonMemberProposal decides whether [Group.Commit] commits a
+	// cached proposal from a non-member: an external sender of the
+	// group's external_senders extension, or a new_member_proposal Add
+	// (RFC 9420, §12.1.8). Nil, the default, accepts none: anyone who
+	// knows the group ID and epoch can send such a proposal. Refused ones
+	// stay cached (another member may commit them) and are listed in
+	// [PendingCommit.Dropped] matching [ErrNonMemberProposal]. It does not
+	// apply to commits received from other members: use ProposalPolicy to
+	// reject those.
+	AcceptNonMemberProposal func(p *Proposal, sender Sender) error
+	// MaxCachedProposals bounds the proposals cached in one epoch; further
+	// ones are refused with [ErrProposalCacheFull]. Zero selects
+	// [DefaultMaxCachedProposals].
+	MaxCachedProposals int
 	// Handshake says whether proposals and commits are sent as
 	// PublicMessage (the default) or PrivateMessage.
 	Handshake WireFormatPolicy
@@ -113,6 +127,9 @@ type epochState struct {
 	framer     *framer
 	interim    []byte
 	proposals  []cachedProposal
+	// proposalIndex maps a cached proposal's reference to its index in
+	// proposals (see findProposal).
+	proposalIndex map[string]int
 }
 
 // provisionalContext returns the GroupContext of the epoch after st with

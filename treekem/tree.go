@@ -110,7 +110,7 @@ func (t *Tree) MemberCount() int { return t.idx.members }
 // Leaf returns the leaf node at l, or nil if it is blank or out of range.
 // The caller must not modify it.
 func (t *Tree) Leaf(l LeafIndex) *LeafNode {
-	if uint64(l.Node()) >= uint64(t.nodes.width) {
+	if !t.inRange(l) {
 		return nil
 	}
 	return t.nodes.at(NodeIndex(l.Node())).leaf
@@ -278,6 +278,11 @@ func (t *Tree) FilteredDirectPath(l LeafIndex) []NodeIndex {
 
 // inRange reports whether l is a leaf of the tree, blank or not.
 func (t *Tree) inRange(l LeafIndex) bool { return uint64(l) < uint64(t.LeafCount()) }
+
+// HasLeaf reports whether l is a leaf position of the tree, blank or not:
+// l < [Tree.LeafCount]. Check it on every leaf index read from the wire
+// before using it.
+func (t *Tree) HasLeaf(l LeafIndex) bool { return t.inRange(l) }
 
 // filteredDirectPath returns the filtered direct path of l and, for each of
 // its nodes, the child on l's copath. l must be in range.
