@@ -81,6 +81,11 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, err
 	}
+	// Leaves already in the tree need not list the group's version and
+	// suite: §7.3 and §12.4.3.1 do not ask it, and groups of other
+	// implementations hold such leaves (the official treekem vectors of
+	// suite 7 do). New leaves are held to it.
+	vopts.Version = 0
 	if err := tree.Validate(vopts); err != nil {
 		return nil, &ValidationError{Section: "12.4.3.1", Err: err}
 	}
