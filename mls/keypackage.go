@@ -127,11 +127,14 @@ func (kp *KeyPackage) verifyBasic() error {
 	if treekem.DuplicateExtension(kp.Extensions) {
 		return &ValidationError{Section: "13.4", Err: fmt.Errorf("duplicate key package extension")}
 	}
-	// The client lists every extension it uses (§10). GREASE values count
-	// as any other (§13.5).
+	// The client lists every extension it uses, in the KeyPackage and in
+	// its leaf node (§7.2, §10). GREASE values count as any other (§13.5).
 	caps := &kp.LeafNode.Capabilities
 	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.Extensions)); missing {
 		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: key package extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
+	}
+	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.LeafNode.Extensions)); missing {
+		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: leaf node extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
 	}
 	if err := kp.verifySignature(); err != nil {
 		return err

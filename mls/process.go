@@ -860,7 +860,7 @@ func (g *Group) checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) e
 		return &ValidationError{Section: "12.4.3.2", Err: err}
 	}
 	if bytes.Equal(prev.EncryptionKey, leaf.EncryptionKey) {
-		return invalid("12.4.3.2", "resync leaf keeps the encryption key of removed leaf %d", old)
+		return &ValidationError{Section: "12.4.3.2", Err: fmt.Errorf("%w: resync leaf keeps the encryption key of removed leaf %d", treekem.ErrDuplicateKey, old)}
 	}
 	return nil
 }
