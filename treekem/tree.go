@@ -586,8 +586,11 @@ func (t *Tree) Bytes() []byte { return wire.MustMarshal(t.Marshal) }
 // ParseTree decodes a whole `optional<Node> ratchet_tree<V>` (RFC 9420,
 // Section 12.4.3.3) for the cipher suite cs and extends it with blank
 // nodes to a full tree. It checks the structure only: that the tree is not
-// empty, that its last node is not blank, and that leaves and parents sit
-// at even and odd positions. Validate the contents with [Tree.Validate].
+// empty, that it has an odd number of nodes (an array of even length is
+// malformed, Section 12.4.3.3), that its last node is not blank, and that
+// leaves and parents sit at even and odd positions. Errors on the
+// structure match [ErrInvalidTree]; an even-length array also matches
+// [ErrMalformed]. Validate the contents with [Tree.Validate].
 func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if !cs.Supported() {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
@@ -598,6 +601,9 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	}
 	if t.nodes.width == 0 || t.nodes.at(NodeIndex(t.nodes.width-1)).blank() {
 		return nil, fmt.Errorf("%w: ratchet tree is empty or ends with a blank node", ErrInvalidTree)
+	}
+	if t.nodes.width%2 == 0 {
+		return nil, both(ErrInvalidTree, ErrMalformed, "ratchet tree has an even number of nodes (%d)", t.nodes.width)
 	}
 	for i := range int(t.nodes.width) {
 		nd := t.nodes.at(NodeIndex(i))
