@@ -136,7 +136,11 @@ func main() {
 			counts[m.pkg] = &tally{}
 		}
 		res, out := runMutant(tmp, m, *run, *timeout)
-		fmt.Printf("%-8s %s\t%s\t%s\n", res, m.site(), m.kind, m.text)
+		by := ""
+		if res == "KILLED" {
+			by = "\tby " + failedTest(out)
+		}
+		fmt.Printf("%-8s %s\t%s\t%s%s\n", res, m.site(), m.kind, m.text, by)
 		c := counts[m.pkg]
 		switch res {
 		case "KILLED":
@@ -222,6 +226,21 @@ func runMutant(dir string, m *mutant, run string, timeout time.Duration) (string
 		return "KILLED", out
 	}
 	return "SURVIVED", out
+}
+
+var failLine = regexp.MustCompile(`--- FAIL: (\S+)`)
+
+// failedTest returns the name of the first test that failed in out, or the
+// first line of a panic.
+func failedTest(out []byte) string {
+	if m := failLine.FindSubmatch(out); m != nil {
+		return string(m[1])
+	}
+	if i := bytes.Index(out, []byte("panic: ")); i >= 0 {
+		line, _, _ := bytes.Cut(out[i:], []byte("\n"))
+		return oneLine(line)
+	}
+	return "?"
 }
 
 // findMutants parses the non-test files of pkg and returns their checks.
