@@ -87,6 +87,7 @@ func main() {
 		list    = flag.Bool("list", false, "only list the mutants")
 		all     = flag.Bool("all", false, "also mutate error propagation after calls with several results")
 		run     = flag.String("run", "", "passed to go test -run")
+		skip    = flag.String("skip", "", "passed to go test -skip (a quick screen: confirm survivors without it)")
 		timeout = flag.Duration("timeout", 4*time.Minute, "time limit per mutant and package")
 		verbose = flag.Bool("v", false, "print the test output of surviving and unbuildable mutants")
 	)
@@ -135,7 +136,7 @@ func main() {
 		if counts[m.pkg] == nil {
 			counts[m.pkg] = &tally{}
 		}
-		res, out := runMutant(tmp, m, *run, *timeout)
+		res, out := runMutant(tmp, m, *run, *skip, *timeout)
 		by := ""
 		if res == "KILLED" {
 			by = "\tby " + failedTest(out)
@@ -179,7 +180,7 @@ func main() {
 
 // runMutant writes m's file to dir, runs the tests through an overlay and
 // returns the verdict and the output of the last go test.
-func runMutant(dir string, m *mutant, run string, timeout time.Duration) (string, []byte) {
+func runMutant(dir string, m *mutant, run, skip string, timeout time.Duration) (string, []byte) {
 	src, err := os.ReadFile(m.file)
 	if err != nil {
 		fatalf("%v", err)
@@ -203,6 +204,9 @@ func runMutant(dir string, m *mutant, run string, timeout time.Duration) (string
 		args := []string{"test", "-count=1", "-failfast", "-vet=off", "-overlay", ofile, "-timeout", timeout.String()}
 		if run != "" {
 			args = append(args, "-run", run)
+		}
+		if skip != "" {
+			args = append(args, "-skip", skip)
 		}
 		args = append(args, pkg)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
