@@ -11,12 +11,17 @@
 // the call before it, as after a verify or validate call; with -all it
 // counts after every call.
 //
-// Each mutant is compiled through `go test -overlay`, so no file in the
-// tree is changed, and the tests of the package and of the packages above
-// it run against it: ./treekem then ./mls for a treekem mutant,
-// ./keyschedule then ./mls for a keyschedule mutant, ./mls for an mls
-// mutant. A mutant is killed when a test fails, and survives when all
-// pass. A survivor is a check no test proves.
+// The mutants of a package are compiled together as a mutant schema: each
+// check is guarded by a call that is false only for the mutant chosen by
+// the environment variable E2EE_MUTANT, in a copy of the files given to
+// `go test -c -overlay`, so no file in the tree is changed and each test
+// binary is built once. The binaries are those of the package and of the
+// packages above it that matter: ./treekem then ./mls for a treekem
+// mutant, ./keyschedule then ./mls for a keyschedule mutant, ./mls for an
+// mls mutant. They first run with no mutant (all must pass), then once per
+// mutant, in order, stopping at the first failure. A mutant is killed when
+// a test fails, and survives when all pass. A survivor is a check no test
+// proves.
 //
 // A check that does not refuse peer input (an error marshaling our own
 // data, a misuse of the API by the caller) is marked with a comment
@@ -65,8 +70,9 @@ type mutant struct {
 	kind  string // "if", "or" (one operand of a ||) or "default"
 	start int    // byte offsets of the replaced text
 	end   int
-	repl  string
+	orig  string // the original text of the span
 	text  string // the original text, for the report
+	id    int    // the mutant's number in its package's schema
 }
 
 func (m *mutant) site() string { return fmt.Sprintf("%s:%d", m.file, m.line) }
@@ -129,45 +135,51 @@ func main() {
 	}
 	defer os.RemoveAll(tmp)
 
-	type tally struct{ killed, survived, timeout, nobuild int }
+	type tally struct{ killed, survived, timeout int }
 	counts := map[string]*tally{}
 	var survivors []string
+	byPkg := map[string][]*mutant{}
+	var pkgOrder []string
 	for _, m := range ms {
-		if counts[m.pkg] == nil {
-			counts[m.pkg] = &tally{}
+		if byPkg[m.pkg] == nil {
+			pkgOrder = append(pkgOrder, m.pkg)
 		}
-		res, out := runMutant(tmp, m, *run, *skip, *timeout)
-		by := ""
-		if res == "KILLED" {
-			by = "\tby " + failedTest(out)
+		byPkg[m.pkg] = append(byPkg[m.pkg], m)
+	}
+	for _, pkg := range pkgOrder {
+		bins := buildSchema(tmp, pkg, byPkg[pkg])
+		counts[pkg] = &tally{}
+		// Without a mutant, every test must pass.
+		if res, out := runTests(bins, 0, *run, *skip, *timeout); res != "SURVIVED" {
+			fatalf("the tests of %s fail without a mutant:\n%s", pkg, out)
 		}
-		fmt.Printf("%-8s %s\t%s\t%s%s\n", res, m.site(), m.kind, m.text, by)
-		c := counts[m.pkg]
-		switch res {
-		case "KILLED":
-			c.killed++
-		case "TIMEOUT":
-			c.timeout++
-		case "NOBUILD":
-			c.nobuild++
-		default:
-			c.survived++
-			survivors = append(survivors, m.site()+"\t"+m.text)
-		}
-		if *verbose && res != "KILLED" {
-			fmt.Printf("%s\n", indent(out))
+		for _, m := range byPkg[pkg] {
+			res, out := runTests(bins, m.id, *run, *skip, *timeout)
+			by := ""
+			if res == "KILLED" {
+				by = "\tby " + failedTest(out)
+			}
+			fmt.Printf("%-8s %s\t%s\t%s%s\n", res, m.site(), m.kind, m.text, by)
+			c := counts[pkg]
+			switch res {
+			case "KILLED":
+				c.killed++
+			case "TIMEOUT":
+				c.timeout++
+			default:
+				c.survived++
+				survivors = append(survivors, m.site()+"\t"+m.text)
+			}
+			if *verbose && res != "KILLED" {
+				fmt.Printf("%s\n", indent(out))
+			}
 		}
 	}
-	var names []string
-	for p := range counts {
-		names = append(names, p)
-	}
-	sort.Strings(names)
 	fmt.Println("== summary")
-	for _, p := range names {
+	for _, p := range pkgOrder {
 		c := counts[p]
-		fmt.Printf("%s: %d mutants, %d killed, %d timed out, %d survived, %d did not build\n",
-			p, c.killed+c.survived+c.timeout+c.nobuild, c.killed, c.timeout, c.survived, c.nobuild)
+		fmt.Printf("%s: %d mutants, %d killed, %d timed out, %d survived\n",
+			p, c.killed+c.survived+c.timeout, c.killed, c.timeout, c.survived)
 	}
 	if len(survivors) > 0 {
 		fmt.Println("== survivors")
@@ -178,54 +190,111 @@ func main() {
 	}
 }
 
-// runMutant writes m's file to dir, runs the tests through an overlay and
-// returns the verdict and the output of the last go test.
-func runMutant(dir string, m *mutant, run, skip string, timeout time.Duration) (string, []byte) {
-	src, err := os.ReadFile(m.file)
-	if err != nil {
+// testBinary is a compiled test binary and the directory it runs in.
+type testBinary struct{ path, dir string }
+
+// schemaFile is added to the mutated package: mutantKeep(id) is false only
+// for the mutant chosen by $E2EE_MUTANT.
+const schemaFile = `package %s
+
+import (
+	"os"
+	"strconv"
+)
+
+var mutantChosen, _ = strconv.Atoi(os.Getenv("E2EE_MUTANT"))
+
+func mutantKeep(id int) bool { return mutantChosen != id }
+`
+
+// buildSchema writes every mutant of pkg into one copy of its files (a
+// mutant schema: each check guarded by mutantKeep(id)), and compiles the
+// test binaries of the packages to run, through an overlay.
+func buildSchema(dir, pkg string, ms []*mutant) []testBinary {
+	byFile := map[string][]*mutant{}
+	for i, m := range ms {
+		m.id = i + 1
+		byFile[m.file] = append(byFile[m.file], m)
+	}
+	replace := map[string]string{}
+	for file, fms := range byFile {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		sort.Slice(fms, func(i, j int) bool { return fms[i].start > fms[j].start })
+		for _, m := range fms {
+			src = slices.Concat(src[:m.start], []byte(m.schema()), src[m.end:])
+		}
+		abs, _ := filepath.Abs(file)
+		out := filepath.Join(dir, pkg+"_"+filepath.Base(file))
+		if err := os.WriteFile(out, src, 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		replace[abs] = out
+	}
+	absPkg, _ := filepath.Abs(pkg)
+	schema := filepath.Join(dir, pkg+"_mutants_schema.go")
+	if err := os.WriteFile(schema, fmt.Appendf(nil, schemaFile, filepath.Base(pkg)), 0o644); err != nil {
 		fatalf("%v", err)
 	}
-	mutated := slices.Concat(src[:m.start], []byte(m.repl), src[m.end:])
-	abs, err := filepath.Abs(m.file)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	mfile := filepath.Join(dir, "mutant_"+filepath.Base(m.file))
-	if err := os.WriteFile(mfile, mutated, 0o644); err != nil {
-		fatalf("%v", err)
-	}
-	overlay, _ := json.Marshal(map[string]map[string]string{"Replace": {abs: mfile}})
-	ofile := filepath.Join(dir, "overlay.json")
+	replace[filepath.Join(absPkg, "zz_mutants_schema.go")] = schema
+	overlay, _ := json.Marshal(map[string]map[string]string{"Replace": replace})
+	ofile := filepath.Join(dir, pkg+"_overlay.json")
 	if err := os.WriteFile(ofile, overlay, 0o644); err != nil {
 		fatalf("%v", err)
 	}
+	var bins []testBinary
+	for _, tp := range testPkgs[pkg] {
+		bin := filepath.Join(dir, pkg+"_"+filepath.Base(tp)+".test")
+		cmd := exec.Command("go", "test", "-c", "-vet=off", "-overlay", ofile, "-o", bin, tp)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fatalf("building the mutant schema of %s for %s: %v\n%s", pkg, tp, err, out)
+		}
+		d, _ := filepath.Abs(tp)
+		bins = append(bins, testBinary{bin, d})
+	}
+	return bins
+}
+
+// schema returns the text that replaces the mutant's span in the schema.
+func (m *mutant) schema() string {
+	if m.kind == "default" {
+		// break leaves the switch: the default clause does nothing.
+		return fmt.Sprintf("if !mutantKeep(%d) {\n\t\t\tbreak\n\t\t}\n\t\t%s", m.id, m.orig)
+	}
+	return fmt.Sprintf("(mutantKeep(%d) && (%s))", m.id, m.orig)
+}
+
+// runTests runs the test binaries in order with mutant id chosen, and
+// returns the verdict and the output of the last one.
+func runTests(bins []testBinary, id int, run, skip string, timeout time.Duration) (string, []byte) {
 	var out []byte
-	for _, pkg := range testPkgs[m.pkg] {
-		args := []string{"test", "-count=1", "-failfast", "-vet=off", "-overlay", ofile, "-timeout", timeout.String()}
+	for _, b := range bins {
+		args := []string{"-test.count=1", "-test.failfast", "-test.timeout=" + timeout.String()}
 		if run != "" {
-			args = append(args, "-run", run)
+			args = append(args, "-test.run="+run)
 		}
 		if skip != "" {
-			args = append(args, "-skip", skip)
+			args = append(args, "-test.skip="+skip)
 		}
-		args = append(args, pkg)
 		ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
-		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd := exec.CommandContext(ctx, b.path, args...)
+		cmd.Dir = b.dir
+		cmd.Env = append(os.Environ(), fmt.Sprintf("E2EE_MUTANT=%d", id))
+		var err error
 		out, err = cmd.CombinedOutput()
 		expired := ctx.Err() != nil
 		cancel()
 		if err == nil {
 			continue
 		}
-		switch {
-		case bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")):
-			return "NOBUILD", out
-		case expired || bytes.Contains(out, []byte("panic: test timed out")):
+		if expired || bytes.Contains(out, []byte("panic: test timed out")) {
 			return "TIMEOUT", out
 		}
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			fatalf("go test: %v", err)
+			fatalf("%s: %v", b.path, err)
 		}
 		return "KILLED", out
 	}
@@ -378,7 +447,7 @@ func (v *visitor) clauses(body *ast.BlockStmt, errFn bool) {
 		cc := c.(*ast.CaseClause)
 		if cc.List == nil && errFn && len(cc.Body) > 0 && returnsErr(cc.Body) && !v.skipped(cc.Pos()) {
 			start, end := v.off(cc.Body[0].Pos()), v.off(cc.Body[len(cc.Body)-1].End())
-			v.add("default", cc.Pos(), start, end, "", "default: "+oneLine(v.src[start:end]))
+			v.add("default", cc.Pos(), start, end, "default: "+oneLine(v.src[start:end]))
 		}
 		v.block(cc.Body, errFn)
 	}
@@ -395,7 +464,7 @@ func (v *visitor) ifStmt(s *ast.IfStmt, prev ast.Stmt, errFn bool) {
 		for _, op := range ops {
 			start, end := v.off(op.Pos()), v.off(op.End())
 			text := string(v.src[start:end])
-			v.add(kind, op.Pos(), start, end, "(false && ("+text+"))", "if "+oneLine(v.src[start:end]))
+			v.add(kind, op.Pos(), start, end, "if "+oneLine([]byte(text)))
 		}
 	}
 	v.block(s.Body.List, errFn)
@@ -461,10 +530,10 @@ func (v *visitor) skipped(pos token.Pos) bool {
 
 func (v *visitor) off(p token.Pos) int { return v.fset.Position(p).Offset }
 
-func (v *visitor) add(kind string, pos token.Pos, start, end int, repl, text string) {
+func (v *visitor) add(kind string, pos token.Pos, start, end int, text string) {
 	v.out = append(v.out, &mutant{
 		pkg: v.pkg, file: filepath.ToSlash(v.path), line: v.fset.Position(pos).Line,
-		kind: kind, start: start, end: end, repl: repl, text: text,
+		kind: kind, start: start, end: end, orig: string(v.src[start:end]), text: text,
 	})
 }
 
