@@ -6,8 +6,11 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/wire"
+	"github.com/microchat/e2ee/keyschedule"
 )
 
 // Helpers that build messages a misbehaving member or outsider could send:
@@ -116,6 +119,28 @@ func refused(t testing.TB, g *Group, msg *MLSMessage, want ...any) error {
 	return err
 }
 
+// refusedStarting is refused for a PrivateMessage from a leaf whose
+// ratchets the receiver has not started: today, starting them derives and
+// erases secret-tree nodes even when the message is then refused, so only
+// the epoch, tree, authenticator and proposal cache are compared, and the
+// same message must be refused again with the same error (nothing it
+// needs was consumed). The byte-identical check of refused is M10's
+// non-destructive PrivateMessage processing, done separately.
+func refusedStarting(t testing.TB, g *Group, msg *MLSMessage, want ...any) {
+	t.Helper()
+	before := snap6(g)
+	data, err := msg.Bytes()
+	require.NoError(t, err)
+	for range 2 {
+		m, err := ParseMessage(data)
+		require.NoError(t, err)
+		_, err = g.Process(m)
+		require.Error(t, err, "forged message accepted")
+		requireMatches(t, err, want...)
+		require.True(t, snap6(g).equal(before), "the refused message changed the group")
+	}
+}
+
 // requireMatches requires err to match every one of want: an error is
 // matched with errors.Is, a string with a *ValidationError of that
 // section.
@@ -141,4 +166,52 @@ func requireMatches(t testing.TB, err error, want ...any) {
 func threeMembers(t testing.TB, cfg *Config) []*member {
 	t.Helper()
 	return m6Group(t, MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, nil, cfg, nil, "alice", "bob", "carol")
+}
+
+// sealPrivateRaw encrypts plaintext (a PrivateMessageContent with its
+// padding, possibly malformed) as a PrivateMessage of content type ct from
+// leaf, with g's epoch keys: the key of leaf's ratchet in g's secret tree
+// and the real sender data key. senderData, if non-nil, replaces the
+// encoded SenderData.
+func sealPrivateRaw(t testing.TB, g *Group, leaf uint32, ct ContentType, ad, plaintext, senderData []byte) *MLSMessage {
+	t.Helper()
+	f := g.state.framer
+	groupID, epoch := g.state.ctx.GroupID, g.state.ctx.Epoch
+	aad, err := privateContentAAD(groupID, epoch, ct, ad)
+	require.NoError(t, err)
+	key, err := f.secretTree.NextKey(leaf, ratchetFor(ct))
+	require.NoError(t, err)
+	var guard [reuseGuardSize]byte
+	ciphertext, err := f.cs.AEADSeal(key.Key, applyReuseGuard(key.Nonce, guard), aad, plaintext)
+	require.NoError(t, err)
+	if senderData == nil {
+		gen := key.Generation
+		senderData = []byte{byte(leaf >> 24), byte(leaf >> 16), byte(leaf >> 8), byte(leaf), byte(gen >> 24), byte(gen >> 16), byte(gen >> 8), byte(gen), 0, 0, 0, 0}
+	}
+	sdKey, sdNonce := keyschedule.SenderDataKey(f.cs, f.senderDataSecret, ciphertext)
+	sdAAD, err := senderDataAAD(groupID, epoch, ct)
+	require.NoError(t, err)
+	enc, err := f.cs.AEADSeal(sdKey, sdNonce, sdAAD, senderData)
+	require.NoError(t, err)
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatPrivateMessage, PrivateMessage: &PrivateMessage{
+		GroupID: groupID, Epoch: epoch, ContentType: ct, AuthenticatedData: ad,
+		EncryptedSenderData: enc, Ciphertext: ciphertext,
+	}}
+}
+
+// privateContent returns the encoded PrivateMessageContent of c signed by
+// signer for g's epoch, without padding.
+func privateContent(t testing.TB, g *Group, signer *hpke.SignaturePrivateKey, c FramedContent) []byte {
+	t.Helper()
+	ac := &AuthenticatedContent{WireFormat: WireFormatPrivateMessage, Content: c}
+	if c.ContentType == ContentTypeCommit {
+		ac.Auth.ConfirmationTag = bytes.Repeat([]byte{0xc7}, g.cs.HashSize())
+	}
+	require.NoError(t, signContent(g.cs, signer, ac, g.state.ctxBytes))
+	b, err := wire.Marshal(func(b *cryptobyte.Builder) {
+		c.marshalBody(b)
+		ac.Auth.marshal(b, c.ContentType)
+	})
+	require.NoError(t, err)
+	return b
 }
