@@ -135,17 +135,21 @@ func (c *Credential) Unmarshal(s *cryptobyte.String) bool {
 	case CredentialBasic:
 		return wire.ReadVarintBytes(s, &c.Identity)
 	case CredentialX509:
-		return wire.ReadVector(s, func(s *cryptobyte.String) bool {
-			var cert []byte
-			if !wire.ReadVarintBytes(s, &cert) {
-				return false
-			}
-			c.Certificates = append(c.Certificates, cert)
-			return true
-		})
+		// The certificates share one copy of the chain's bytes. A
+		// certificate shorter than a DER tag and length is rejected.
+		return wire.ReadSharedList(s, &c.Certificates, skipCertificate, readCertificate)
 	default:
 		return wire.ReadVarintBytes(s, &c.Data)
 	}
+}
+
+func readCertificate(s *cryptobyte.String, cert *[]byte) bool {
+	return wire.ReadVarintSlice(s, cert) && len(*cert) >= 2
+}
+
+func skipCertificate(s *cryptobyte.String) bool {
+	var cert []byte
+	return readCertificate(s, &cert)
 }
 
 // identityKey returns the key under which the tree indexes c: its type
