@@ -1,6 +1,7 @@
 package treekem
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -18,8 +19,8 @@ import (
 // `optional<Node> ratchet_tree<V>` data, without decoding the rest of the
 // tree or allocating: the result points into data. It fails with
 // [ErrMalformed] if the encoding is malformed up to and including that
-// leaf, and with [ErrBlankLeaf] if the leaf is blank, a parent or beyond
-// the tree's end.
+// leaf, with [ErrBlankLeaf] if the leaf is blank, and with
+// [ErrLeafIndexRange] if it is beyond the tree's end.
 func LeafSignatureKey(data []byte, l LeafIndex) ([]byte, error) {
 	s := cryptobyte.String(data)
 	var body cryptobyte.String
@@ -27,13 +28,16 @@ func LeafSignatureKey(data []byte, l LeafIndex) ([]byte, error) {
 		return nil, fmt.Errorf("%w: ratchet tree", ErrMalformed)
 	}
 	want := uint64(l) * 2
-	for i := uint64(0); !body.Empty(); i++ {
+	var i uint64
+	reached := false // node want was read (and is blank or a parent)
+	for ; !body.Empty(); i++ {
 		var present bool
 		if !wire.ReadOptional(&body, &present) {
 			return nil, fmt.Errorf("%w: ratchet tree node %d", ErrMalformed, i)
 		}
 		if !present {
 			if i == want {
+				reached = true
 				break
 			}
 			continue
@@ -55,13 +59,21 @@ func LeafSignatureKey(data []byte, l LeafIndex) ([]byte, error) {
 		}
 		if i == want {
 			if NodeType(typ) != NodeTypeLeaf {
+				reached = true
 				break
 			}
 			return key, nil
 		}
 	}
+	if i < want || (i == want && !reached) {
+		return nil, fmt.Errorf("%w: leaf %d is past the tree's last node", ErrLeafIndexRange, l)
+	}
 	return nil, fmt.Errorf("%w: leaf %d", ErrBlankLeaf, l)
 }
+
+// ErrLeafIndexRange means a leaf index names a leaf past the end of the
+// tree.
+var ErrLeafIndexRange = errors.New("treekem: leaf index out of range")
 
 // skipParentNode reads past a ParentNode.
 func skipParentNode(s *cryptobyte.String) bool {
