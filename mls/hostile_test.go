@@ -211,14 +211,18 @@ var hostileCases = []hostileCase{
 		},
 	},
 	{
-		// A member's commit of many one-byte proposal references.
+		// A member's commit of many proposal references of the smallest
+		// size accepted, none of them known.
 		name:  "commit-refs",
 		sizes: [2]int{256 << 10, 1 << 20},
 		build: func(tb testing.TB, size int) ([]byte, func() error) {
 			h := newHostileGroup(tb)
-			commit := &Commit{Proposals: make([]ProposalOrRef, size/3)}
+			h.bob.g.cfg.Limits.MaxProposalsPerCommit = -1
+			commit := &Commit{Proposals: make([]ProposalOrRef, size/(2+minRefSize))}
 			for i := range commit.Proposals {
-				commit.Proposals[i] = ProposalOrRef{Type: ProposalOrRefReference, Reference: ProposalRef{byte(i)}}
+				ref := make(ProposalRef, minRefSize)
+				ref[0] = byte(i)
+				commit.Proposals[i] = ProposalOrRef{Type: ProposalOrRefReference, Reference: ref}
 			}
 			data := h.signedCommit(tb, commit)
 			return data, func() error { return h.process(data) }
@@ -227,11 +231,14 @@ var hostileCases = []hostileCase{
 	{
 		// A member's commit of many empty custom proposals. A by-value
 		// proposal costs a ProposalOrRef and a Proposal (128 bytes) for
-		// four bytes of input: 32x is the floor of the public types.
+		// four bytes of input: 32x is the floor of the public types, and
+		// resolving, applying and hashing the list add about 18x. The default
+		// Limits.MaxProposalsPerCommit bounds the total.
 		name:  "commit-custom",
 		sizes: [2]int{256 << 10, 1 << 20},
 		build: func(tb testing.TB, size int) ([]byte, func() error) {
 			h := newHostileGroup(tb)
+			h.bob.g.cfg.Limits.MaxProposalsPerCommit = -1
 			commit := &Commit{Proposals: make([]ProposalOrRef, size/4)}
 			p := &Proposal{Type: 0xf0f0}
 			for i := range commit.Proposals {
@@ -240,11 +247,14 @@ var hostileCases = []hostileCase{
 			data := h.signedCommit(tb, commit)
 			return data, func() error { return h.process(data) }
 		},
-		factor: 40,
+		factor: 56,
 	},
 	{
 		// An external commit injecting many PSKs: duplicates are found
-		// with a map.
+		// with a map. Each PSK (about 42 bytes) costs three KDF calls in
+		// the key schedule, whose HMAC states the standard library
+		// allocates: about 1 KiB per PSK. The default
+		// Limits.MaxPSKsPerCommit bounds the total.
 		name:  "external-commit-psks",
 		sizes: [2]int{64 << 10, 256 << 10},
 		build: func(tb testing.TB, size int) ([]byte, func() error) {
@@ -256,13 +266,49 @@ var hostileCases = []hostileCase{
 			for i := range size / 42 {
 				psks = append(psks, PreSharedKeyID{PSKType: keyschedule.PSKTypeExternal, PSKID: fmt.Appendf(nil, "%d", i)})
 			}
-			_, msg, err := JoinExternal(transmit(tb, gi), carol.cred, carol.sig, &ExternalJoinOptions{PSKs: psks}, h.cfg)
+			cfg := *h.cfg
+			cfg.Limits.MaxPSKsPerCommit = -1
+			h.bob.g.cfg.Limits.MaxPSKsPerCommit = -1
+			_, msg, err := JoinExternal(transmit(tb, gi), carol.cred, carol.sig, &ExternalJoinOptions{PSKs: psks}, &cfg)
 			require.NoError(tb, err)
 			data, err := msg.Bytes()
 			require.NoError(tb, err)
 			return data, func() error { return h.process(data) }
 		},
+		factor: 100,
 	},
+}
+
+// TestHostileLimits checks that the default Limits reject a commit with
+// too many proposals or PSKs, with an error matching ErrLimit.
+func TestHostileLimits(t *testing.T) {
+	h := newHostileGroup(t)
+	commit := &Commit{Proposals: make([]ProposalOrRef, DefaultMaxProposalsPerCommit+1)}
+	for i := range commit.Proposals {
+		ref := make(ProposalRef, minRefSize)
+		ref[0], ref[1], ref[2] = byte(i), byte(i>>8), byte(i>>16)
+		commit.Proposals[i] = ProposalOrRef{Type: ProposalOrRefReference, Reference: ref}
+	}
+	err := h.process(h.signedCommit(t, commit))
+	require.ErrorIs(t, err, ErrLimit)
+	var v *ValidationError
+	require.ErrorAs(t, err, &v)
+
+	gi, err := h.alice.g.GroupInfo(true, true)
+	require.NoError(t, err)
+	carol := newMember(t, benchSuite, "carol")
+	var psks []PreSharedKeyID
+	for i := range DefaultMaxPSKsPerCommit + 1 {
+		psks = append(psks, PreSharedKeyID{PSKType: keyschedule.PSKTypeExternal, PSKID: fmt.Appendf(nil, "%d", i)})
+	}
+	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{PSKs: psks}, h.cfg)
+	require.ErrorIs(t, err, ErrLimit)
+	cfg := *h.cfg
+	cfg.Limits.MaxPSKsPerCommit = -1
+	_, msg, err := JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{PSKs: psks}, &cfg)
+	require.NoError(t, err)
+	_, err = h.bob.g.Process(transmit(t, msg))
+	require.ErrorIs(t, err, ErrLimit)
 }
 
 func TestHostileInputs(t *testing.T) {
