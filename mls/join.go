@@ -205,7 +205,7 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	if ctx.Version != keyschedule.MLS10 || ctx.CipherSuite != cs {
 		return nil, fmt.Errorf("%w: group context version or cipher suite", ErrUnsupported)
 	}
-	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree)
+	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree, false)
 	if err != nil {
 		return nil, err
 	}
