@@ -176,9 +176,7 @@ func (p *UpdatePath) Marshal(b *cryptobyte.Builder) {
 // has fewer than 32 levels above its leaves.
 const maxPathNodes = 32
 
-func skipUpdatePathNode(s *cryptobyte.String) bool {
-	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s)
-}
+func skipUpdatePathNode(s *cryptobyte.String) bool { return wire.SkipVarintBytesN(s, 2) }
 
 // Unmarshal reads an UpdatePath from s. It rejects more than 32 path nodes,
 // which no tree can have (see maxPathNodes).
