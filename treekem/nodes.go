@@ -71,10 +71,14 @@ func (p *ParentNode) Marshal(b *cryptobyte.Builder) {
 
 // Unmarshal reads a parent node from s.
 func (p *ParentNode) Unmarshal(s *cryptobyte.String) bool {
+	return p.unmarshal(s, copying)
+}
+
+func (p *ParentNode) unmarshal(s *cryptobyte.String, r *byteReaders) bool {
 	*p = ParentNode{}
 	var body cryptobyte.String
-	if !wire.ReadVarintBytes(s, &p.EncryptionKey) ||
-		!wire.ReadVarintBytes(s, &p.ParentHash) ||
+	if !r.bytes(s, &p.EncryptionKey) ||
+		!r.bytes(s, &p.ParentHash) ||
 		!wire.ReadVarintPrefixed(s, &body) || len(body)%4 != 0 {
 		return false
 	}

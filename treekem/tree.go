@@ -587,6 +587,9 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
 	}
 	t := NewTree(cs)
+	// The nodes' byte strings point into one private copy of the input
+	// rather than into an allocation each.
+	data = append(make([]byte, 0, len(data)), data...)
 	if err := wire.Parse(data, t.unmarshalNodes); err != nil {
 		return nil, fmt.Errorf("%w: ratchet tree: %w", ErrMalformed, err)
 	}
@@ -646,13 +649,13 @@ func (t *Tree) unmarshalNodes(s *cryptobyte.String) bool {
 		switch NodeType(typ) {
 		case NodeTypeLeaf:
 			l := new(LeafNode)
-			if !l.Unmarshal(&body) {
+			if !l.unmarshal(&body, inPlace) {
 				return false
 			}
 			t.nodes.push(node{leaf: l})
 		case NodeTypeParent:
 			p := new(ParentNode)
-			if !p.Unmarshal(&body) {
+			if !p.unmarshal(&body, inPlace) {
 				return false
 			}
 			t.nodes.push(node{parent: p})
