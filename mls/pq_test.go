@@ -5,6 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -141,4 +145,72 @@ func TestPQSizesOnTheWire(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, b, b2)
 	require.NoError(t, back.KeyPackage.verifyBasic())
+}
+
+// pqSeedNames are the committed fuzz seeds of the ML-KEM-1024/ML-DSA-87
+// suite: messages whose keys, KEM outputs and signatures have the largest
+// PQ sizes, so that every parser fuzz target (which loads
+// testdata/fuzz/seeds/<kind>-*) starts from them.
+var pqSeedNames = []string{"message-pq-keypackage", "message-pq-welcome", "message-pq-groupinfo",
+	"message-pq-commit", "commit-pq-path", "proposal-pq-add"}
+
+// TestPQFuzzSeeds checks that the PQ fuzz seeds load and parse to
+// byte-identical re-encodings; MLS_WRITE_PQ_SEEDS=1 regenerates them.
+func TestPQFuzzSeeds(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "seeds")
+	if os.Getenv("MLS_WRITE_PQ_SEEDS") == "1" {
+		writePQSeeds(t, dir)
+	}
+	for _, name := range pqSeedNames {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		require.NoError(t, err)
+		switch {
+		case strings.HasPrefix(name, "message-"):
+			checkParse(t, data, ParseMessage, (*MLSMessage).Bytes)
+			_, err = ParseMessage(data)
+		case strings.HasPrefix(name, "commit-"):
+			checkParse(t, data, ParseCommit, (*Commit).Bytes)
+			_, err = ParseCommit(data)
+		default:
+			checkParse(t, data, ParseProposal, (*Proposal).Bytes)
+			_, err = ParseProposal(data)
+		}
+		require.NoError(t, err, name)
+	}
+}
+
+func writePQSeeds(t *testing.T, dir string) {
+	cs := pqSuite(t, hpke.MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87)
+	ms := m6Group(t, cs, nil, nil, nil, "alice", "bob", "carol")
+	dave := newMember(t, cs, "dave")
+	kp := dave.keyPackage(t, cs)
+	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}, ForcePath: true})
+	require.NoError(t, err)
+	gi, err := ms[0].g.GroupInfo(true, true)
+	require.NoError(t, err)
+	enc := func(f func() ([]byte, error)) []byte {
+		b, err := f()
+		require.NoError(t, err)
+		return b
+	}
+	commit := pc.Commit.PublicMessage.Content.Commit
+	require.NotNil(t, commit.Path)
+	seeds := map[string][]byte{
+		"message-pq-keypackage": enc((&MLSMessage{Version: MLS10, WireFormat: WireFormatKeyPackage, KeyPackage: kp.KeyPackage}).Bytes),
+		"message-pq-welcome":    enc(pc.Welcome.Bytes),
+		"message-pq-groupinfo":  enc(gi.Bytes),
+		"message-pq-commit":     enc(pc.Commit.Bytes),
+		"commit-pq-path":        enc(commit.Bytes),
+		"proposal-pq-add":       enc((&Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: *kp.KeyPackage}}).Bytes),
+	}
+	for name, b := range seeds {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
+	}
+	// The treekem parser fuzz targets take Go fuzz corpus files.
+	corpus := func(target string, args ...string) {
+		body := "go test fuzz v1\n" + strings.Join(args, "\n") + "\n"
+		require.NoError(t, os.WriteFile(filepath.Join("..", "treekem", "testdata", "fuzz", target, "pq-mlkem1024-mldsa87"), []byte(body), 0o644))
+	}
+	corpus("FuzzParseLeafNode", "uint16(1)", "[]byte("+strconv.Quote(string(kp.KeyPackage.LeafNode.Bytes()))+")")
+	corpus("FuzzParseUpdatePath", "[]byte("+strconv.Quote(string(commit.Path.Bytes()))+")")
 }
