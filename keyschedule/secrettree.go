@@ -144,6 +144,9 @@ type SecretTree struct {
 	nodes map[treemath.NodeIndex][]byte
 	// senders holds the ratchets of the leaves that have been started.
 	senders map[uint32]*senderRatchets
+	// changed holds the node indexes whose entry (see [SecretTree.Entry])
+	// changed since the last [SecretTree.ClearChanges], if tracking.
+	changed map[treemath.NodeIndex]struct{}
 }
 
 type senderRatchets struct {
@@ -217,6 +220,7 @@ func (t *SecretTree) Key(leaf uint32, typ RatchetType, generation uint32) (Messa
 		return MessageKey{}, t.errorf(leaf, typ, generation, err)
 	}
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	return k, nil
 }
 
@@ -256,6 +260,7 @@ func (t *SecretTree) UseKey(leaf uint32, typ RatchetType, generation uint32, use
 		return err
 	}
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	k.Erase()
 	return nil
 }
@@ -343,6 +348,7 @@ func (t *SecretTree) sender(leaf uint32) (*senderRatchets, error) {
 		t.nodes[right] = cs.ExpandWithLabel(secret, "tree", []byte("right"), cs.HashSize())
 		erase(secret)
 		delete(t.nodes, x)
+		t.markChanged(x, left, right)
 		if target < x {
 			x = left
 		} else {
@@ -357,6 +363,7 @@ func (t *SecretTree) sender(leaf uint32) (*senderRatchets, error) {
 	erase(secret)
 	delete(t.nodes, target)
 	t.senders[leaf] = s
+	t.markChanged(target)
 	return s, nil
 }
 

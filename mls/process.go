@@ -154,6 +154,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
 	}
+	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
+			return nil, err
+		}
+	}
 	if g.reinit != nil {
 		// A reinitialized group only reads late application messages.
 		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
@@ -223,7 +228,7 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
-			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
 			}
@@ -249,7 +254,7 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	c := &ac.Content
 	switch c.Sender.Type {
 	case SenderTypeMember:
-		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}
