@@ -21,16 +21,16 @@ type clientStore interface {
 // client is one MicroChat device: an identity, a signature key, a store,
 // and its view of the group.
 type client struct {
-	name     string
-	cs       mls.CipherSuite
-	cred     mls.Credential
-	sig      *mls.SignaturePrivateKey
-	store    clientStore
-	tr       *transport
-	cfg      *mls.Config
-	group    *mls.Group
-	tokens   [][]byte
-	sent     map[[32]byte]bool
+	name   string
+	cs     mls.CipherSuite
+	cred   mls.Credential
+	sig    *mls.SignaturePrivateKey
+	store  clientStore
+	tr     *transport
+	cfg    *mls.Config
+	group  *mls.Group
+	tokens [][]byte
+	sent   map[[32]byte]bool
 	// log collects what the client read, for the transcript.
 	inbox []string
 }
