@@ -96,6 +96,9 @@ func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
 	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
 	st := g.state
 	me := Sender{Type: SenderTypeMember, Index: uint32(st.priv.LeafIndex())}
 	if err := g.checkProposal(st, st.tree, p, me); err != nil {
@@ -140,6 +143,9 @@ func (g *Group) ProposeRemove(leaf LeafIndex) (*MLSMessage, error) {
 // security without committing.
 func (g *Group) ProposeUpdate() (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -258,6 +264,9 @@ func (g *Group) MergePendingCommit(p *PendingCommit) error {
 // consumes a key of this member's handshake ratchet.
 func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	if opts == nil {
@@ -460,6 +469,9 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 // GroupInfo returns a signed GroupInfo of the current epoch, for new
 // members joining by external commit (with externalPub) or for publishing.
 func (g *Group) GroupInfo(withTree, externalPub bool) (*MLSMessage, error) {
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
 	gi, err := g.groupInfo(g.state, withTree, externalPub)
 	if err != nil {
 		return nil, err
