@@ -125,6 +125,16 @@ func BenchmarkForgedToken(b *testing.B) {
 			}
 		})
 	}
+	// The same forged token once the group's budget of verifications is
+	// spent: the hook refuses it before the VOPRF evaluation.
+	limited := newPPIssuer(b, TokenTypeVOPRFP384, &IssuerConfig{BeforeVerify: func([]byte) error { return ErrRateLimited }})
+	b.Run("forged-authenticator/rate-limited", func(b *testing.B) {
+		for b.Loop() {
+			if err := limited.Redeem(forged, testGroup); err == nil {
+				b.Fatal("accepted")
+			}
+		}
+	})
 }
 
 // BenchmarkOversizedBatch measures refusing a batched-tokens draft request

@@ -131,8 +131,8 @@ type IssuerConfig struct {
 	Quota int
 	// MaxBatch is the largest number of tokens in one batched request
 	// (the simple scheme, and the batched-tokens draft). The default is
-	// 100. Requests longer than MaxBatch tokens can be are refused before
-	// they are parsed.
+	// 100. A request longer than any request for MaxBatch tokens is
+	// refused before it is parsed.
 	MaxBatch int
 	// ClockSkew is how far the server's clock may be behind or ahead of
 	// its clients' and its other replicas'. A Privacy Pass issuer accepts
