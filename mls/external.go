@@ -67,6 +67,9 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, err
 	}
+	if !tree.HasLeaf(gi.Signer) {
+		return nil, leafOutOfRange("12.4.3.1", "GroupInfo signer", uint32(gi.Signer), tree.LeafCount())
+	}
 	signer := tree.Leaf(gi.Signer)
 	if signer == nil {
 		return nil, invalid("12.4.3.1", "GroupInfo signer %d is a blank leaf", gi.Signer)
@@ -81,6 +84,11 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, err
 	}
+	// Leaves already in the tree need not list the group's version and
+	// suite: §7.3 and §12.4.3.1 do not ask it, and groups of other
+	// implementations hold such leaves (the official treekem vectors of
+	// suite 7 do). New leaves are held to it.
+	vopts.Version = 0
 	if err := tree.Validate(vopts); err != nil {
 		return nil, &ValidationError{Section: "12.4.3.1", Err: err}
 	}
@@ -131,7 +139,7 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	exts := ctx.Extensions
 
 	// The joiner's leaf, before the path fills in its keys.
-	caps := defaultCapabilities(cs, &KeyPackageOptions{ExtensionTypes: opts.ExtensionTypes, ProposalTypes: opts.ProposalTypes})
+	caps := defaultCapabilities(cs, &KeyPackageOptions{ExtensionTypes: opts.ExtensionTypes, ProposalTypes: opts.ProposalTypes, LeafExtensions: opts.LeafExtensions})
 	if opts.Capabilities != nil {
 		caps = *opts.Capabilities
 	}
@@ -139,24 +147,17 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 		SignatureKey: sig.PublicKey(),
 		Credential:   cred,
 		Capabilities: caps,
-		Extensions:   addLeafGREASE(&caps, opts.LeafExtensions),
+		Extensions:   addGREASEExtension(&caps, opts.LeafExtensions),
+	}
+	if err := checkCapabilitiesListing(cs, template, nil); err != nil {
+		return nil, nil, err
 	}
 	// A joiner must support every extension of the group (§13.4) and
-	// meet its required capabilities (§11.1); the members check the rest
-	// of §7.3 on the leaf the path brings.
-	for _, e := range exts {
-		if !caps.SupportsExtension(e.Type) {
-			return nil, nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
-		}
-	}
-	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
-		rc, err := unmarshalRequiredCapabilities(data)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !rc.SatisfiedBy(&caps) {
-			return nil, nil, &ValidationError{Section: "11.1", Err: fmt.Errorf("%w: the group's required capabilities", ErrUnsupported)}
-		}
+	// meet its required capabilities (§11.1), GREASE values not counting
+	// (§13.5); the members check the rest of §7.3 on the leaf the path
+	// brings.
+	if err := checkOwnSupport(&caps, exts); err != nil {
+		return nil, nil, err
 	}
 
 	kemOutput, init, err := keyschedule.ExternalInit(cs, pub)
@@ -207,6 +208,13 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 		return nil, nil, err
 	}
 	defer path.Erase()
+	if len(apply.removed) > 0 {
+		// The members will hold the new leaf to the rules of an Update
+		// of the removed one (§12.2).
+		if err := g.checkResync(tree, apply.removed[0], newTree.Leaf(me)); err != nil {
+			return nil, nil, err
+		}
+	}
 	provisional := ctx
 	provisional.Epoch++
 	provisional.TreeHash = newTree.TreeHash()

@@ -207,11 +207,11 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 		return nil, invalid("12.4.3.1", "our leaf node is not in the tree")
 	}
 	me := myNode.Leaf()
-	// We must support every extension of the group (§13.4).
-	for _, e := range ctx.Extensions {
-		if !kp.KeyPackage.LeafNode.Capabilities.SupportsExtension(ExtensionType(e.Type)) {
-			return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
-		}
+	// We must support every extension of the group (§13.4) and meet its
+	// required capabilities (§11.1), our GREASE values not counting
+	// (§13.5).
+	if err := checkOwnSupport(&tree.Leaf(me).Capabilities, ctx.Extensions); err != nil {
+		return nil, err
 	}
 	if !bytes.Equal(kp.EncryptionKey.PublicKey(), kp.KeyPackage.LeafNode.EncryptionKey) {
 		return nil, errors.New("mls: KeyPackagePrivate encryption key does not match its KeyPackage")

@@ -17,8 +17,27 @@ type LeafIndex uint32
 // leaf i is node 2i, parents are odd (RFC 9420, Appendix C).
 type NodeIndex uint32
 
-// Node returns the node index of leaf l.
-func (l LeafIndex) Node() NodeIndex { return NodeIndex(2 * l) }
+// MaxLeafIndex is the largest leaf index whose node index (2*l) fits in a
+// [NodeIndex]. A tree never has more leaves than that: indexes read from
+// the wire above it are out of range of every tree.
+const MaxLeafIndex LeafIndex = 1<<31 - 1
+
+// InvalidNode is the node index that [LeafIndex.Node] returns for a leaf
+// index above [MaxLeafIndex]. It is odd and beyond the widest possible
+// tree (2^32-1 nodes, indexes 0 to 2^32-2), so it is never a node of any
+// tree: every [Tree] method treats it as out of range.
+const InvalidNode NodeIndex = 1<<32 - 1
+
+// Node returns the node index of leaf l, 2*l (RFC 9420, Appendix C). The
+// conversion cannot wrap: for l above [MaxLeafIndex] it returns
+// [InvalidNode], which no tree holds, so an index read from the wire can
+// never alias another leaf.
+func (l LeafIndex) Node() NodeIndex {
+	if l > MaxLeafIndex {
+		return InvalidNode
+	}
+	return NodeIndex(2 * l)
+}
 
 // IsLeaf reports whether n is a leaf node.
 func (n NodeIndex) IsLeaf() bool { return n&1 == 0 }

@@ -110,7 +110,7 @@ func (t *Tree) MemberCount() int { return t.idx.members }
 // Leaf returns the leaf node at l, or nil if it is blank or out of range.
 // The caller must not modify it.
 func (t *Tree) Leaf(l LeafIndex) *LeafNode {
-	if uint64(l.Node()) >= uint64(t.nodes.width) {
+	if !t.inRange(l) {
 		return nil
 	}
 	return t.nodes.at(NodeIndex(l.Node())).leaf
@@ -278,6 +278,11 @@ func (t *Tree) FilteredDirectPath(l LeafIndex) []NodeIndex {
 
 // inRange reports whether l is a leaf of the tree, blank or not.
 func (t *Tree) inRange(l LeafIndex) bool { return uint64(l) < uint64(t.LeafCount()) }
+
+// HasLeaf reports whether l is a leaf position of the tree, blank or not:
+// l < [Tree.LeafCount]. Check it on every leaf index read from the wire
+// before using it.
+func (t *Tree) HasLeaf(l LeafIndex) bool { return t.inRange(l) }
 
 // filteredDirectPath returns the filtered direct path of l and, for each of
 // its nodes, the child on l's copath. l must be in range.
@@ -581,8 +586,11 @@ func (t *Tree) Bytes() []byte { return wire.MustMarshal(t.Marshal) }
 // ParseTree decodes a whole `optional<Node> ratchet_tree<V>` (RFC 9420,
 // Section 12.4.3.3) for the cipher suite cs and extends it with blank
 // nodes to a full tree. It checks the structure only: that the tree is not
-// empty, that its last node is not blank, and that leaves and parents sit
-// at even and odd positions. Validate the contents with [Tree.Validate].
+// empty, that it has an odd number of nodes (an array of even length is
+// malformed, Section 12.4.3.3), that its last node is not blank, and that
+// leaves and parents sit at even and odd positions. Errors on the
+// structure match [ErrInvalidTree]; an even-length array also matches
+// [ErrMalformed]. Validate the contents with [Tree.Validate].
 func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if !cs.Supported() {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
@@ -593,6 +601,9 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	}
 	if t.nodes.width == 0 || t.nodes.at(NodeIndex(t.nodes.width-1)).blank() {
 		return nil, fmt.Errorf("%w: ratchet tree is empty or ends with a blank node", ErrInvalidTree)
+	}
+	if t.nodes.width%2 == 0 {
+		return nil, both(ErrInvalidTree, ErrMalformed, "ratchet tree has an even number of nodes (%d)", t.nodes.width)
 	}
 	for i := range int(t.nodes.width) {
 		nd := t.nodes.at(NodeIndex(i))
