@@ -261,7 +261,7 @@ func (c *client) create(ctx context.Context, name string) error {
 }
 
 func (c *client) publishGroupInfo(ctx context.Context, m *member) error {
-	gi, err := m.g.GroupInfo(true, true)
+	gi, err := m.g.GroupInfo(&mls.GroupInfoOptions{ExternalPub: true})
 	if err != nil {
 		return err
 	}
