@@ -477,8 +477,14 @@ func (l *LeafNode) Sign(cs hpke.CipherSuite, priv *hpke.SignaturePrivateKey, gro
 
 // VerifySignature checks l.Signature with l.SignatureKey (RFC 9420,
 // Section 7.2). groupID and leaf matter only for the update and commit
-// sources. Failure matches [ErrInvalidSignature].
+// sources. Failure matches [ErrInvalidSignature], or [ErrMalformed] if the
+// signature key does not decode.
 func (l *LeafNode) VerifySignature(cs hpke.CipherSuite, groupID []byte, leaf LeafIndex) error {
+	// A key that does not decode (a compressed ECDSA point, a key of the
+	// wrong length) is malformed input, not a failed signature: say so.
+	if err := cs.ValidateSignaturePublicKey(l.SignatureKey); err != nil {
+		return fmt.Errorf("%w: leaf node signature_key: %w", ErrMalformed, err)
+	}
 	tbs, err := l.tbs(groupID, leaf)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)
