@@ -77,9 +77,17 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 // PrivateMessage (RFC 9420, §6.3), with authenticatedData sent in the clear
 // but authenticated. It consumes one key of this member's application
 // ratchet, so the group's state must be persisted afterwards.
+//
+// A member holding valid proposals of the current epoch must commit them
+// before sending application data (RFC 9420, §12.4): EncryptApplication
+// then fails with [ErrPendingProposals]. Proposals a commit of this member
+// would leave out (see [PendingCommit.Dropped]) do not count.
 func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
+	}
+	if n := g.pendingProposals(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of epoch %d", ErrPendingProposals, n, g.state.ctx.Epoch)
 	}
 	c := g.framedContent(authenticatedData)
 	c.ContentType = ContentTypeApplication
