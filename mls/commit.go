@@ -13,19 +13,49 @@ import (
 	"github.com/microchat/e2ee/treekem"
 )
 
-// WireFormatPolicy says how this member sends handshake messages.
+// WireFormatPolicy says how this member sends handshake messages, and
+// which wire formats it accepts for members' handshake messages.
 type WireFormatPolicy uint8
 
 // Wire format policies.
 const (
 	// HandshakePublic sends proposals and commits as PublicMessage, so the
-	// delivery service can see and order them (the default).
+	// delivery service can see and order them (the default). Members'
+	// handshake messages are accepted in either wire format.
 	HandshakePublic WireFormatPolicy = iota
 	// HandshakePrivate sends proposals and commits as PrivateMessage, which
 	// hides even the sender from the delivery service (as sealed sender
-	// requires).
+	// requires), and refuses a member's proposal or commit that arrives as
+	// a PublicMessage with [ErrWireFormatPolicy]. Non-members' messages
+	// (external senders, new members, external commits) can only be
+	// PublicMessages and are still accepted.
 	HandshakePrivate
+	// HandshakePublicOnly sends as HandshakePublic does and refuses a
+	// proposal or commit that arrives as a PrivateMessage with
+	// [ErrWireFormatPolicy], for groups whose delivery service must see
+	// every handshake message.
+	HandshakePublicOnly
 )
+
+// ErrWireFormatPolicy means a handshake message arrived in a wire format
+// the group's [Config.Handshake] policy refuses. It comes wrapped in a
+// [ValidationError].
+var ErrWireFormatPolicy = errors.New("mls: handshake wire format refused by the group's policy")
+
+// checkWireFormat applies the group's wire format policy to a received
+// message of the current epoch (RFC 9420, §6: which wire format handshake
+// messages use is the application's choice, and it must hold on input).
+func (g *Group) checkWireFormat(msg *MLSMessage) error {
+	switch {
+	case g.cfg.Handshake == HandshakePrivate && msg.WireFormat == WireFormatPublicMessage &&
+		msg.PublicMessage.Content.Sender.Type == SenderTypeMember:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: member's handshake as PublicMessage in a group using PrivateMessage", ErrWireFormatPolicy)}
+	case g.cfg.Handshake == HandshakePublicOnly && msg.WireFormat == WireFormatPrivateMessage &&
+		msg.PrivateMessage.ContentType != ContentTypeApplication:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: handshake as PrivateMessage in a group using PublicMessage", ErrWireFormatPolicy)}
+	}
+	return nil
+}
 
 // framedContent returns a FramedContent of the current epoch sent by this
 // member.

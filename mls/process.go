@@ -172,6 +172,10 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return g.processPastApplication(msg.PrivateMessage)
 	}
 
+	if err := g.checkWireFormat(msg); err != nil {
+		return nil, err
+	}
+
 	// The whole content is validated before anything changes: for a
 	// PrivateMessage, inside the callback that runs before its ratchet key
 	// is consumed, so that a message with a valid signature but invalid
