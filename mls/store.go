@@ -114,9 +114,27 @@ type Transport interface {
 // consumed: the KeyPackage, unless it is a last-resort one. Save the new
 // group with consumed in one [GroupStore.SaveGroupState], so that the
 // KeyPackage private key is deleted exactly when the group state exists.
+//
+// If keys also implements [GroupStore] (as [MemoryStore] does) and
+// opts.GroupExists is nil, a Welcome for a group ID whose state keys
+// holds is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
 func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts *JoinOptions, cfg *Config) (*Group, *Consumed, error) {
 	if welcome == nil || welcome.Welcome == nil {
 		return nil, nil, fmt.Errorf("%w: not a Welcome", ErrUnsupported)
+	}
+	if gs, ok := keys.(GroupStore); ok && (opts == nil || opts.GroupExists == nil) {
+		o := JoinOptions{}
+		if opts != nil {
+			o = *opts
+		}
+		o.GroupExists = func(groupID []byte) (bool, error) {
+			_, err := gs.LoadGroupState(ctx, groupID)
+			if errors.Is(err, ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		}
+		opts = &o
 	}
 	for _, s := range welcome.Welcome.Secrets {
 		kp, err := keys.KeyPackagePrivate(ctx, s.NewMember)
