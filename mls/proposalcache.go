@@ -246,6 +246,12 @@ func (g *Group) cachedProposalUsable(st *epochState, c cachedProposal, link keys
 		return err
 	}
 	switch c.proposal.Type {
+	case ProposalTypePreSharedKey:
+		// A PSK this member does not hold cannot go into its key
+		// schedule (§8.4).
+		if _, err := g.lookupPSK(&c.proposal.PreSharedKey.PSK); err != nil {
+			return err
+		}
 	case ProposalTypeUpdate:
 		if st.tree.Leaf(LeafIndex(c.sender.Index)) == nil {
 			return invalid("12.1.2", "update of blank leaf %d", c.sender.Index)
