@@ -291,3 +291,21 @@ func TestCommitDropsByWholeListRule(t *testing.T) {
 	require.Len(t, alice.g.Extensions(), 1)
 	agree(t, ms)
 }
+
+// TestProposalCacheBoundPrivate: a PrivateMessage proposal refused because
+// the cache is full consumes no key: the same bytes are refused the same
+// way again, with the encoded state unchanged.
+func TestProposalCacheBoundPrivate(t *testing.T) {
+	alice, bob, carol := rfaGroup(t, &Config{MaxCachedProposals: 1, Handshake: HandshakePrivate})
+	cs := alice.g.cs
+	first, err := carol.g.ProposeAdd(newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage)
+	require.NoError(t, err)
+	rfaProcess(t, first, alice)
+	c := bob.g.framedContent(nil)
+	c.ContentType = ContentTypeProposal
+	c.Proposal = &Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: *newMember(t, cs, "erin").keyPackage(t, cs).KeyPackage}}
+	second := rfaPrivate(t, bob.g, c, FramedContentAuthData{}, nil)
+	for range 2 {
+		rfaRejects(t, alice.g, second, ErrProposalCacheFull)
+	}
+}
