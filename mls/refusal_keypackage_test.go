@@ -244,13 +244,13 @@ func TestRefuseGenerateKeyPackageListing(t *testing.T) {
 		opts    KeyPackageOptions
 		section string
 	}{
-		"default extension listed":     {func(c *Capabilities) { c.Extensions = append(c.Extensions, ExtensionRequiredCapabilities) }, KeyPackageOptions{}, "7.2"},
-		"default proposal listed":      {func(c *Capabilities) { c.Proposals = []ProposalType{ProposalTypeRemove} }, KeyPackageOptions{}, "7.2"},
-		"suite not listed":             {func(c *Capabilities) { c.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256} }, KeyPackageOptions{}, "10"},
-		"version not listed":           {func(c *Capabilities) { c.Versions = nil }, KeyPackageOptions{}, "10"},
+		"default extension listed":      {func(c *Capabilities) { c.Extensions = append(c.Extensions, ExtensionRequiredCapabilities) }, KeyPackageOptions{}, "7.2"},
+		"default proposal listed":       {func(c *Capabilities) { c.Proposals = []ProposalType{ProposalTypeRemove} }, KeyPackageOptions{}, "7.2"},
+		"suite not listed":              {func(c *Capabilities) { c.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256} }, KeyPackageOptions{}, "10"},
+		"version not listed":            {func(c *Capabilities) { c.Versions = nil }, KeyPackageOptions{}, "10"},
 		"KeyPackage extension unlisted": {func(*Capabilities) {}, KeyPackageOptions{Extensions: []Extension{{Type: 0xff31}}}, "10"},
-		"leaf extension unlisted":      {func(*Capabilities) {}, KeyPackageOptions{LeafExtensions: []Extension{{Type: 0xff31}}}, "7.2"},
-		"last_resort unlisted":         {func(*Capabilities) {}, KeyPackageOptions{LastResort: true}, "10"},
+		"leaf extension unlisted":       {func(*Capabilities) {}, KeyPackageOptions{LeafExtensions: []Extension{{Type: 0xff31}}}, "7.2"},
+		"last_resort unlisted":          {func(*Capabilities) {}, KeyPackageOptions{LastResort: true}, "10"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			caps := good
@@ -314,7 +314,9 @@ func TestRefuseKeyPackageSuiteUnlisted(t *testing.T) {
 	carol := newMember(t, rfbSuite, "carol")
 	kp := carol.keyPackage(t, rfbSuite).KeyPackage
 	for name, f := range map[string]func(*KeyPackage){
-		"suite":   func(k *KeyPackage) { k.LeafNode.Capabilities.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256} },
+		"suite": func(k *KeyPackage) {
+			k.LeafNode.Capabilities.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256}
+		},
 		"version": func(k *KeyPackage) { k.LeafNode.Capabilities.Versions = []ProtocolVersion{2} },
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -403,9 +405,11 @@ func TestRefuseUpdateDroppingGroupExtension(t *testing.T) {
 		}
 	}
 	for name, f := range map[string]func(*LeafNode){
-		"extension in use":     drop(0xff50),
-		"required capability":  drop(0xff51),
-		"cipher suite dropped": func(l *LeafNode) { l.Capabilities.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256} },
+		"extension in use":    drop(0xff50),
+		"required capability": drop(0xff51),
+		"cipher suite dropped": func(l *LeafNode) {
+			l.Capabilities.CipherSuites = []CipherSuite{MLS_128_DHKEMP256_AES128GCM_SHA256_P256}
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rfbRefused(t, alice.g, rawProposal(t, bob.g, rfbUpdate(t, bob, f)), treekem.ErrCapabilities, "12.1.2")
