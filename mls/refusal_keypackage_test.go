@@ -615,3 +615,69 @@ func TestRefuseEvenLengthRatchetTreeJoin(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, g)
 }
+
+// TestRefuseJoinOwnGREASEAsSupport: a joiner does not count its own GREASE
+// values as support for a GroupContext extension (§13.4, §13.5), though
+// every leaf of the tree lists the type. Such a group cannot be made with
+// this package, so the test forces the extension into the creator's state
+// before the commit that adds the joiner.
+func TestRefuseJoinOwnGREASEAsSupport(t *testing.T) {
+	const grease = ExtensionType(0x3A3A)
+	caps := Capabilities{
+		Versions:     []ProtocolVersion{MLS10},
+		CipherSuites: []CipherSuite{rfbSuite},
+		Extensions:   []ExtensionType{grease},
+		Credentials:  []CredentialType{CredentialBasic},
+	}
+	alice := newMember(t, rfbSuite, "alice")
+	var err error
+	alice.g, err = NewGroup(rfbSuite, alice.cred, alice.sig, &GroupOptions{Capabilities: &caps}, nil)
+	require.NoError(t, err)
+	exts := []Extension{{Type: grease}}
+	alice.g.state.extensions = exts
+	alice.g.state.ctx.Extensions = exts
+	carol := newMember(t, rfbSuite, "carol")
+	kp, err := GenerateKeyPackage(rfbSuite, carol.cred, carol.sig, &KeyPackageOptions{Capabilities: &caps, NoGREASE: true})
+	require.NoError(t, err)
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
+	require.NoError(t, err)
+	g, err := Join(transmit(t, pc.Welcome), kp, nil, nil)
+	require.Nil(t, g)
+	require.ErrorIs(t, err, ErrUnsupported)
+	require.ErrorIs(t, err, treekem.ErrCapabilities)
+	require.True(t, rfbHasSection(err, "13.4"), "%v", err)
+}
+
+// TestRefuseExternalJoinerCapabilities: an external joiner checks its own
+// leaf as GenerateKeyPackage does (§7.2, §10) and that it supports the
+// group's extensions (§13.4) before it sends anything.
+func TestRefuseExternalJoinerCapabilities(t *testing.T) {
+	gopts := &GroupOptions{ExtensionTypes: []ExtensionType{0xff70}, Extensions: []Extension{{Type: 0xff70}}}
+	kpOpts := func(int) *KeyPackageOptions { return &KeyPackageOptions{ExtensionTypes: []ExtensionType{0xff70}} }
+	ms := m6Group(t, rfbSuite, gopts, nil, kpOpts, "alice", "bob")
+	gi, err := ms[0].g.GroupInfo(true, true)
+	require.NoError(t, err)
+	dave := newMember(t, rfbSuite, "dave")
+
+	g, commit, err := JoinExternal(transmit(t, gi), dave.cred, dave.sig, nil, nil)
+	require.Nil(t, g)
+	require.Nil(t, commit)
+	require.ErrorIs(t, err, ErrUnsupported)
+	require.True(t, rfbHasSection(err, "13.4"), "%v", err)
+
+	listsDefault := Capabilities{
+		Versions:     []ProtocolVersion{MLS10},
+		CipherSuites: []CipherSuite{rfbSuite},
+		Extensions:   []ExtensionType{0xff70, ExtensionExternalPub},
+		Credentials:  []CredentialType{CredentialBasic},
+	}
+	g, commit, err = JoinExternal(transmit(t, gi), dave.cred, dave.sig, &ExternalJoinOptions{Capabilities: &listsDefault}, nil)
+	require.Nil(t, g)
+	require.Nil(t, commit)
+	require.ErrorIs(t, err, treekem.ErrCapabilities)
+	require.True(t, rfbHasSection(err, "7.2"), "%v", err)
+
+	g, _, err = JoinExternal(transmit(t, gi), dave.cred, dave.sig, &ExternalJoinOptions{ExtensionTypes: []ExtensionType{0xff70}}, nil)
+	require.NoError(t, err)
+	require.NotNil(t, g)
+}
