@@ -215,3 +215,52 @@ func privateContent(t testing.TB, g *Group, signer *hpke.SignaturePrivateKey, c 
 	require.NoError(t, err)
 	return b
 }
+
+// resealWelcome opens w as the holder of kp would, lets edit change the
+// GroupInfo and GroupSecrets, signs the GroupInfo again with signer (the
+// key of its signer leaf, as a real member would) and encrypts both again
+// with the same welcome key and kp's init key. It handles Welcomes without
+// PSKs.
+func resealWelcome(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, signer *hpke.SignaturePrivateKey, edit func(gi *GroupInfo, gs *GroupSecrets)) *MLSMessage {
+	t.Helper()
+	wel := transmit(t, w).Welcome
+	cs := wel.CipherSuite
+	gs, err := decryptGroupSecrets(wel, kp)
+	require.NoError(t, err)
+	require.Empty(t, gs.PSKs, "resealWelcome handles Welcomes without PSKs")
+	joiner, err := keyschedule.NewJoinerSecret(cs, gs.JoinerSecret)
+	require.NoError(t, err)
+	pskSecret, err := keyschedule.PSKSecret(cs, nil)
+	require.NoError(t, err)
+	ws := joiner.WelcomeSecret(pskSecret)
+	gi, err := decryptGroupInfo(cs, wel, ws)
+	require.NoError(t, err)
+	edit(gi, gs)
+	require.NoError(t, gi.sign(cs, signer))
+	giBytes, err := wire.Marshal(gi.marshal)
+	require.NoError(t, err)
+	wel.EncryptedGroupInfo, err = cs.AEADSeal(ws.Key(), ws.Nonce(), nil, giBytes)
+	require.NoError(t, err)
+	ref, err := kp.KeyPackage.Ref()
+	require.NoError(t, err)
+	gsBytes, err := wire.Marshal(gs.marshal)
+	require.NoError(t, err)
+	for i := range wel.Secrets {
+		if bytes.Equal(wel.Secrets[i].NewMember, ref) {
+			e := &wel.Secrets[i].EncryptedGroupSecrets
+			e.KEMOutput, e.Ciphertext, err = cs.EncryptWithLabel(kp.KeyPackage.InitKey, "Welcome", wel.EncryptedGroupInfo, gsBytes)
+			require.NoError(t, err)
+		}
+	}
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatWelcome, Welcome: wel}
+}
+
+// resignGroupInfo returns a copy of the GroupInfo message gi after edit,
+// signed again with signer.
+func resignGroupInfo(t testing.TB, gi *MLSMessage, signer *hpke.SignaturePrivateKey, edit func(gi *GroupInfo)) *MLSMessage {
+	t.Helper()
+	m := transmit(t, gi)
+	edit(m.GroupInfo)
+	require.NoError(t, m.GroupInfo.sign(m.GroupInfo.GroupContext.CipherSuite, signer))
+	return m
+}
