@@ -165,7 +165,9 @@ func TestRefuseExternalJoin(t *testing.T) {
 	})
 	t.Run("required-capabilities", func(t *testing.T) {
 		// The members support testExtension, eve does not.
-		kpOpts := func(int) *KeyPackageOptions { return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}} }
+		kpOpts := func(int) *KeyPackageOptions {
+			return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}}
+		}
 		ms := m6Group(t, cs, &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}}, nil, kpOpts, "alice", "bob")
 		joinWith(t, ms, func(gi *GroupInfo) {
 			gi.GroupContext.Extensions = append(gi.GroupContext.Extensions,

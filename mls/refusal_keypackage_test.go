@@ -67,7 +67,9 @@ func TestRefuseCommitAdd(t *testing.T) {
 	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	t.Run("unsupported-group-extension", func(t *testing.T) {
 		// §13.4: the group uses testExtension; dave does not support it.
-		kpOpts := func(int) *KeyPackageOptions { return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}} }
+		kpOpts := func(int) *KeyPackageOptions {
+			return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}}
+		}
 		gopts := &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}, Extensions: []Extension{{Type: testExtension, Data: []byte("p")}}}
 		ms := m6Group(t, cs, gopts, nil, kpOpts, "alice", "bob")
 		kp := newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage
