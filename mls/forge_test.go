@@ -260,7 +260,8 @@ func resealWelcome(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, signer *h
 func resignGroupInfo(t testing.TB, gi *MLSMessage, signer *hpke.SignaturePrivateKey, edit func(gi *GroupInfo)) *MLSMessage {
 	t.Helper()
 	m := transmit(t, gi)
+	cs := m.GroupInfo.GroupContext.CipherSuite
 	edit(m.GroupInfo)
-	require.NoError(t, m.GroupInfo.sign(m.GroupInfo.GroupContext.CipherSuite, signer))
+	require.NoError(t, m.GroupInfo.sign(cs, signer))
 	return m
 }

@@ -175,3 +175,37 @@ func TestRefuseExternalJoin(t *testing.T) {
 		}, "11.1", ErrUnsupported)
 	})
 }
+
+// TestRefuseWrongMessage passes messages of the wrong kind or suite where
+// a Welcome or GroupInfo is expected, as an application would if the
+// delivery service sent it something else.
+func TestRefuseWrongMessage(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	alice, w, kp := welcomeFixture(t, nil, nil)
+	gi, err := alice.g.GroupInfo(true, true)
+	require.NoError(t, err)
+	eve := newMember(t, cs, "eve")
+
+	_, err = Join(transmit(t, gi), kp, nil, nil)
+	requireMatches(t, err, ErrUnsupported)
+	_, _, err = JoinExternal(transmit(t, w), eve.cred, eve.sig, nil, nil)
+	requireMatches(t, err, ErrUnsupported)
+
+	unknown := transmit(t, w)
+	unknown.Welcome.CipherSuite = 0x7777
+	_, err = Join(unknown, kp, nil, nil)
+	requireMatches(t, err, ErrUnsupported)
+
+	other := transmit(t, w)
+	other.Welcome.CipherSuite = MLS_128_DHKEMP256_AES128GCM_SHA256_P256
+	_, err = Join(other, kp, nil, nil)
+	requireMatches(t, err, ErrUnsupported)
+
+	badSuite := resignGroupInfo(t, gi, alice.sig, func(gi *GroupInfo) { gi.GroupContext.CipherSuite = 0x7777 })
+	_, _, err = JoinExternal(badSuite, eve.cred, eve.sig, nil, nil)
+	requireMatches(t, err, ErrUnsupported)
+
+	// The genuine messages still work.
+	_, err = Join(transmit(t, w), kp, nil, nil)
+	require.NoError(t, err)
+}

@@ -161,3 +161,63 @@ func TestRefuseFraming(t *testing.T) {
 		refused(t, ms[1].g, msg, ErrDecryption)
 	})
 }
+
+func TestRefuseSenderTypes(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	t.Run("new-member-commit-sending-a-proposal", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		c := ms[0].g.framedContent(nil)
+		c.Sender = Sender{Type: SenderTypeNewMemberCommit}
+		c.ContentType = ContentTypeProposal
+		c.Proposal = externalPSKOf(cs, "k")
+		refused(t, ms[1].g, forge(t, ms[0].g, WireFormatPublicMessage, c), "12.4.3.2")
+	})
+	t.Run("new-member-proposal-not-add", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		c := ms[0].g.framedContent(nil)
+		c.Sender = Sender{Type: SenderTypeNewMemberProposal}
+		c.ContentType = ContentTypeProposal
+		c.Proposal = removeOf(2)
+		refused(t, ms[1].g, forge(t, ms[0].g, WireFormatPublicMessage, c), "12.1.8")
+	})
+	t.Run("external-signer-disallowed-type", func(t *testing.T) {
+		// Our own ExternalSigner refuses to send what receivers would
+		// refuse (§12.1.8).
+		ms := threeMembers(t, nil)
+		key, err := cs.GenerateSignatureKey()
+		require.NoError(t, err)
+		ds := &ExternalSigner{Key: key}
+		_, err = ds.Propose(ms[0].g.GroupID(), ms[0].g.Epoch(), &Proposal{Type: ProposalTypeUpdate, Update: &UpdateProposal{}}, nil)
+		requireMatches(t, err, "12.1.8")
+	})
+	t.Run("merge-stale-staged-commit", func(t *testing.T) {
+		// Two commits of the same epoch can never both be merged (§14).
+		ms := threeMembers(t, nil)
+		pc0, err := ms[0].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		pc2, err := ms[2].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		r0, err := ms[1].g.Process(transmit(t, pc0.Commit))
+		require.NoError(t, err)
+		r2, err := ms[1].g.Process(transmit(t, pc2.Commit))
+		require.NoError(t, err)
+		require.NoError(t, ms[1].g.Merge(r0.Commit))
+		before := stateBytes(t, ms[1].g)
+		requireMatches(t, ms[1].g.Merge(r2.Commit), ErrWrongEpoch)
+		require.Equal(t, before, stateBytes(t, ms[1].g))
+	})
+	t.Run("merge-after-removal", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		pcA, err := ms[0].g.Commit(&CommitOptions{Remove: []LeafIndex{1}})
+		require.NoError(t, err)
+		pcC, err := ms[2].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		rA, err := ms[1].g.Process(transmit(t, pcA.Commit))
+		require.NoError(t, err)
+		rC, err := ms[1].g.Process(transmit(t, pcC.Commit))
+		require.NoError(t, err)
+		require.NoError(t, ms[1].g.Merge(rA.Commit))
+		require.False(t, ms[1].g.Active())
+		requireMatches(t, ms[1].g.Merge(rC.Commit), ErrWrongEpoch)
+	})
+}
