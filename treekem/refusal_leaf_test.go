@@ -84,7 +84,9 @@ func TestRefuseLeafNode(t *testing.T) {
 		refuseLeaf(t, g, m.leaf, treekem.SourceKeyPackage, 0, opts, treekem.ErrInvalidLeafNode, treekem.ErrCapabilities)
 	})
 	t.Run("lifetime-inverted", func(t *testing.T) {
-		l := resigned(t, cs, m, func(l *treekem.LeafNode) { l.Lifetime.NotBefore, l.Lifetime.NotAfter = l.Lifetime.NotAfter, l.Lifetime.NotBefore })
+		l := resigned(t, cs, m, func(l *treekem.LeafNode) {
+			l.Lifetime.NotBefore, l.Lifetime.NotAfter = l.Lifetime.NotAfter, l.Lifetime.NotBefore
+		})
 		refuseLeaf(t, g, l, treekem.SourceKeyPackage, 0, g.opts(), treekem.ErrInvalidLeafNode, treekem.ErrLifetime)
 	})
 	t.Run("source", func(t *testing.T) {
