@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/microchat/e2ee/treekem"
 )
 
 // Refusals of external commits that break RFC 9420, §12.2 and §12.4.3.2.
@@ -117,4 +119,28 @@ func TestRefuseCommitContent(t *testing.T) {
 		sd := []byte{0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0}
 		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, sd), ErrDecryption)
 	})
+}
+
+func TestRefuseUpdateKeyCollision(t *testing.T) {
+	// bob copies the encryption key of carol's pending Update into his
+	// own Update. Each is valid against the current tree, but committed
+	// together they would put one key in two leaves (§7.3, §12.1.2).
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	ms := threeMembers(t, nil)
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	updC, refC := cachedUpdate(t, carol, alice.g)
+	leaf := *bob.g.state.tree.Leaf(bob.g.OwnLeafIndex())
+	leaf.EncryptionKey = updC.Update.LeafNode.EncryptionKey
+	leaf.Source = updC.Update.LeafNode.Source
+	leaf.Lifetime = updC.Update.LeafNode.Lifetime
+	leaf.ParentHash = nil
+	require.NoError(t, leaf.Sign(cs, bob.sig, bob.g.GroupID(), bob.g.OwnLeafIndex()))
+	msg := forgeProposal(t, bob.g, WireFormatPublicMessage, &Proposal{Type: ProposalTypeUpdate, Update: &UpdateProposal{LeafNode: leaf}})
+	res, err := alice.g.Process(transmit(t, msg))
+	require.NoError(t, err, "bob's Update alone is valid")
+	// carol receives both Updates too, and alice's commit of both.
+	_, err = carol.g.Process(transmit(t, msg))
+	require.NoError(t, err)
+	c := &Commit{Proposals: []ProposalOrRef{refTo(refC), refTo(res.ProposalRef)}}
+	refused(t, carol.g, forgeCommit(t, alice.g, WireFormatPublicMessage, c), "12.1.2", treekem.ErrDuplicateKey)
 }
