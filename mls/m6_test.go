@@ -134,7 +134,7 @@ func matchable(err error) bool {
 		return true
 	}
 	for _, e := range []error{ErrMalformed, ErrUnsupported, ErrInvalidSignature, ErrDecryption, ErrWrongGroup,
-		ErrWrongEpoch, ErrNotFound, ErrKeyUsed, ErrTooFarAhead, ErrNotMember, ErrInactive, ErrReInitialized} {
+		ErrWrongEpoch, ErrNotFound, ErrKeyUsed, ErrTooFarAhead, ErrNotMember, ErrInactive, ErrReInitialized, ErrProposalCacheFull} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -363,7 +363,9 @@ func testExternalSenders(t *testing.T, cs CipherSuite) {
 		t.Fatal(err)
 	}
 	gopts := &GroupOptions{Extensions: []Extension{{Type: ExtensionExternalSenders, Data: data}}}
-	ms := m6Group(t, cs, gopts, nil, nil, "alice", "bob", "carol")
+	// The members commit non-members' proposals (not the default).
+	acceptAll := &Config{AcceptNonMemberProposal: func(*Proposal, Sender) error { return nil }}
+	ms := m6Group(t, cs, gopts, acceptAll, nil, "alice", "bob", "carol")
 	alice, bob, carol := ms[0], ms[1], ms[2]
 	gid := alice.g.GroupID()
 	ds := &ExternalSigner{Index: 0, Key: dsKey}
