@@ -117,7 +117,7 @@ func TestRefuseCommitContent(t *testing.T) {
 		c.ApplicationData = []byte("x")
 		pt := privateContent(t, g, g.sigPriv, c)
 		sd := []byte{0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0}
-		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, sd), ErrDecryption)
+		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, sd), "6.3.2", ErrLeafIndexRange)
 	})
 }
 

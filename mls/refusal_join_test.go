@@ -96,8 +96,10 @@ func TestRefuseWelcome(t *testing.T) {
 			setRatchetTree(t, gi, tree.Bytes())
 		}, []any{"12.4.3.1"}},
 		{"unsupported-group-extension", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
+			// No member supports it: the tree is refused (§13.4, as
+			// checked on every leaf), before the joiner's own check.
 			gi.GroupContext.Extensions = append(gi.GroupContext.Extensions, Extension{Type: testExtension, Data: []byte("x")})
-		}, []any{"13.4", ErrUnsupported}},
+		}, []any{anyOf{ErrUnsupported, treekem.ErrCapabilities}}},
 		{"confirmation-tag", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) { gi.ConfirmationTag[0] ^= 1 }, []any{ErrDecryption}},
 		{"psk-nonce-length", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
 			gs.PSKs = []PreSharedKeyID{{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("k"), PSKNonce: make([]byte, 5)}}
@@ -159,7 +161,12 @@ func TestRefuseExternalJoin(t *testing.T) {
 		joinWith(t, threeMembers(t, nil), func(gi *GroupInfo) { gi.GroupContext.Version = 2 }, ErrUnsupported)
 	})
 	t.Run("unsupported-group-extension", func(t *testing.T) {
-		joinWith(t, threeMembers(t, nil), func(gi *GroupInfo) {
+		// The members support testExtension, eve does not (§13.4).
+		kpOpts := func(int) *KeyPackageOptions {
+			return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}}
+		}
+		ms := m6Group(t, cs, &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}}, nil, kpOpts, "alice", "bob")
+		joinWith(t, ms, func(gi *GroupInfo) {
 			gi.GroupContext.Extensions = append(gi.GroupContext.Extensions, Extension{Type: testExtension, Data: []byte("x")})
 		}, "13.4", ErrUnsupported)
 	})

@@ -73,7 +73,7 @@ func TestRefuseCommitAdd(t *testing.T) {
 		gopts := &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}, Extensions: []Extension{{Type: testExtension, Data: []byte("p")}}}
 		ms := m6Group(t, cs, gopts, nil, kpOpts, "alice", "bob")
 		kp := newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage
-		refused(t, ms[1].g, forgeCommit(t, ms[0].g, WireFormatPublicMessage, byValue(addOf(kp))), "13.4", ErrUnsupported)
+		refused(t, ms[1].g, forgeCommit(t, ms[0].g, WireFormatPublicMessage, byValue(addOf(kp))), anyOf{ErrUnsupported, treekem.ErrCapabilities})
 	})
 	t.Run("member-already-in-group", func(t *testing.T) {
 		// The KeyPackage of a current member: its keys are in the tree.
