@@ -152,7 +152,8 @@ func TestRefuseExternalJoin(t *testing.T) {
 		joinWith(t, threeMembers(t, nil), func(gi *GroupInfo) {
 			for i := range gi.Extensions {
 				if gi.Extensions[i].Type == ExtensionExternalPub {
-					gi.Extensions[i].Data = []byte{0xff}
+					// A valid key followed by a stray byte.
+					gi.Extensions[i].Data = append(bytes.Clone(gi.Extensions[i].Data), 0)
 				}
 			}
 		}, ErrMalformed)
