@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,6 +55,23 @@ func TestRefuseLeafRules(t *testing.T) {
 		}, true)
 		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), treekem.ErrCapabilities)
 	})
+	t.Run("add/key-package-extension-not-listed", func(t *testing.T) {
+		// §10: KeyPackage extensions must be listed in the leaf's
+		// capabilities.
+		ms := threeMembers(t, nil)
+		kp := tamperedKeyPackage(t, cs, func(kp *KeyPackage) {
+			kp.Extensions = append(kp.Extensions, Extension{Type: 0xff05, Data: []byte{}})
+		}, true)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), "10", treekem.ErrCapabilities)
+	})
+	t.Run("add/lifetime-inverted", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		kp := tamperedKeyPackage(t, cs, func(kp *KeyPackage) {
+			lt := &kp.LeafNode.Lifetime
+			lt.NotBefore, lt.NotAfter = lt.NotAfter, lt.NotBefore
+		}, true)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), treekem.ErrLifetime)
+	})
 	t.Run("update/identity-changed", func(t *testing.T) {
 		// §5.3.1: by default a basic credential's identity may not change.
 		ms := threeMembers(t, nil)
@@ -87,4 +105,26 @@ func TestRefuseLeafRules(t *testing.T) {
 		})
 		refused(t, ms[1].g, bad, treekem.ErrCredential)
 	})
+}
+
+// TestOwnCapabilities checks what we send (§7.2, §13.5): our KeyPackages
+// list no default proposal or extension type, and every extension they
+// carry, in the KeyPackage or its leaf, is listed in the leaf's
+// capabilities.
+func TestOwnCapabilities(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	for range 20 { // GREASE values are drawn at random
+		kp := newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage
+		caps := &kp.LeafNode.Capabilities
+		for _, e := range caps.Extensions {
+			require.False(t, e.IsDefault(), "default extension type %d listed", e)
+		}
+		for _, p := range caps.Proposals {
+			require.False(t, p.IsDefault(), "default proposal type %d listed", p)
+		}
+		for _, e := range append(slices.Clone(kp.Extensions), kp.LeafNode.Extensions...) {
+			require.True(t, caps.SupportsExtension(e.Type), "extension %d not listed", e.Type)
+		}
+		require.NoError(t, kp.verifyBasic())
+	}
 }
