@@ -517,7 +517,7 @@ func TestRefuseResyncLeaf(t *testing.T) {
 	oldBob := bob.g.OwnLeafIndex()
 	oldLeaf := carol.g.state.tree.Leaf(oldBob)
 
-	gi, err := alice.g.GroupInfo(true, true)
+	gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	joined, commit, err := JoinExternal(transmit(t, gi), bob.cred, bob.sig, &ExternalJoinOptions{Resync: true, ExtensionTypes: types}, cfg)
 	require.NoError(t, err)
@@ -655,7 +655,7 @@ func TestRefuseExternalJoinerCapabilities(t *testing.T) {
 	gopts := &GroupOptions{ExtensionTypes: []ExtensionType{0xff70}, Extensions: []Extension{{Type: 0xff70}}}
 	kpOpts := func(int) *KeyPackageOptions { return &KeyPackageOptions{ExtensionTypes: []ExtensionType{0xff70}} }
 	ms := m6Group(t, rfbSuite, gopts, nil, kpOpts, "alice", "bob")
-	gi, err := ms[0].g.GroupInfo(true, true)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	dave := newMember(t, rfbSuite, "dave")
 
