@@ -549,7 +549,14 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 	if err != nil {
 		return nil, err
 	}
-	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI}
+	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI, Secrets: make([]EncryptedGroupSecrets, 0, len(apply.added))}
+	// The encrypted GroupInfo, which holds the tree, is the context of
+	// every entry (§12.4.3.1): hash it once, not once per new member, or
+	// adding k members costs O(k(n+k)).
+	enc, err := cs.NewLabeledEncryptor("Welcome", encGI)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range apply.added {
 		leaf := tree.Leaf(l)
 		kp := apply.addedKeyPackages[l]
@@ -566,7 +573,7 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 		if err != nil {
 			return nil, err
 		}
-		kem, ct, err := cs.EncryptWithLabel(kp.InitKey, "Welcome", encGI, pt)
+		kem, ct, err := enc.Encrypt(kp.InitKey, pt)
 		clear(pt)
 		if err != nil {
 			return nil, fmt.Errorf("mls: encrypting group secrets: %w", err)
