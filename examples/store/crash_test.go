@@ -408,7 +408,7 @@ func (w *crashWorld) daveKP(t *testing.T) *mls.KeyPackage {
 }
 
 // flowMember is the member that runs each flow in the child.
-var flowMember = map[string]string{"commit": "alice", "commit-lost": "alice", "send": "alice", "receive": "alice", "join": "dave"}
+var flowMember = map[string]string{"commit": "alice", "commit-lost": "alice", "send": "alice", "receive": "alice", "join": "dave", "send-unsafe": "alice"}
 
 // flowSteps are the steps after which the child is killed, in order.
 var flowSteps = map[string][]string{
@@ -417,6 +417,7 @@ var flowSteps = map[string][]string{
 	"send":        {"encrypted", "stored", "sent"},
 	"receive":     {"decrypted", "saved"},
 	"join":        {"joined", "saved"},
+	"send-unsafe": {"sent"},
 }
 
 // runFlow runs a flow as the member n.
@@ -430,6 +431,17 @@ func runFlow(t testing.TB, n *node, flow string) {
 		n.catchUp(t)
 	case "join":
 		n.join(t)
+	case "send-unsafe":
+		// The order the protocol forbids: send, then save.
+		m, err := n.g.EncryptApplication([]byte("sent before saving"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.ds.send(n.name, m); err != nil {
+			t.Fatal(err)
+		}
+		n.step("sent")
+		n.save(t)
 	}
 }
 
@@ -600,5 +612,33 @@ func (w *crashWorld) check(t *testing.T, flow string) {
 				t.Fatalf("%s: %s still in the outbox", n.name, r.Key)
 			}
 		}
+	}
+}
+
+// TestCrashUnsafeOrderIsCaught checks that the checks above can fail: a
+// member that sends before saving the ratchet and is killed in between
+// reuses the key after restarting, and the receiver's ErrKeyUsed (what
+// catchUp fails on) shows it.
+func TestCrashUnsafeOrderIsCaught(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	w := newCrashWorld(t)
+	w.runChild(t, "send-unsafe", 0)
+	alice, bob := w.nodes["alice"], w.nodes["bob"]
+	*alice = *openNode(t, w.dir, "alice", w.ds)
+	alice.restart(t, w.gid)
+	alice.send(t, "after the restart")
+	var errs []error
+	for _, m := range w.ds.after(t, 0) {
+		if m.sender != "alice" || m.msg.WireFormat != mls.WireFormatPrivateMessage {
+			continue
+		}
+		if _, err := bob.g.Process(m.msg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) != 1 || !errors.Is(errs[0], mls.ErrKeyUsed) {
+		t.Fatalf("want one ErrKeyUsed, got %v", errs)
 	}
 }
