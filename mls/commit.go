@@ -115,11 +115,16 @@ func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := st.checkCacheRoom(ref, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
+	}
 	msg, err := g.protect(ac)
 	if err != nil {
 		return nil, err
 	}
-	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: me})
+	if err := st.addProposal(cachedProposal{ref: ref, proposal: p, sender: me}, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
+	}
 	return msg, nil
 }
 
@@ -233,7 +238,12 @@ type PendingCommit struct {
 	// GroupInfo is the signed GroupInfo of the new epoch, set when the
 	// commit adds members or [CommitOptions.GroupInfo] asks for it.
 	GroupInfo *MLSMessage
-	staged    *StagedCommit
+	// Dropped lists the cached proposals the commit leaves out, each with
+	// the reason: invalid now (for instance an expired KeyPackage, or a
+	// second Add of the same client), or from a non-member that
+	// [Config.AcceptNonMemberProposal] did not accept.
+	Dropped []DroppedProposal
+	staged  *StagedCommit
 }
 
 // Staged returns the staged result of the commit, to inspect.
@@ -269,7 +279,6 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 
 	// The proposal list: cached proposals by reference, then ours by value.
 	var commit Commit
-	var props []resolvedProposal
 	var byValue []*Proposal
 	if opts.Extensions != nil {
 		byValue = append(byValue, &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{Extensions: opts.Extensions}})
@@ -289,38 +298,49 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	for i := range opts.Proposals {
 		byValue = append(byValue, &opts.Proposals[i])
 	}
+	// Cached proposals that are invalid now, or from non-members the
+	// application does not accept, are left out and reported: they must
+	// not block every later commit of the group (RFC 9420, §12.2, §12.4.1).
+	var chosen []cachedProposal
+	var dropped []DroppedProposal
 	if !opts.SkipCached {
-		// A ReInit must be committed alone; other proposals take
-		// precedence, and the ReInit can be sent again (§12.2).
-		others := len(byValue) > 0
-		for _, c := range st.proposals {
-			if c.proposal.Type != ProposalTypeReInit && (c.sender != self || c.proposal.Type != ProposalTypeUpdate) {
-				others = true
-			}
-		}
-		reinit := false
-		for _, c := range st.proposals {
-			if c.sender == self && c.proposal.Type == ProposalTypeUpdate {
-				continue // our own Update is superseded by the path
-			}
-			if c.proposal.Type == ProposalTypeReInit {
-				if others || reinit {
-					continue
-				}
-				reinit = true
-			}
-			commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
+		chosen, dropped = g.selectCached(st, self, byValue, opts.link)
+	}
+	list := func(chosen []cachedProposal) []resolvedProposal {
+		props := make([]resolvedProposal, 0, len(chosen)+len(byValue))
+		for _, c := range chosen {
 			props = append(props, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
 		}
+		for _, p := range byValue {
+			props = append(props, resolvedProposal{proposal: p, sender: self})
+		}
+		return props
+	}
+	apply, err := g.applyProposalsLinked(st, list(chosen), self, opts.link)
+	if err != nil && len(chosen) > 0 {
+		// A rule that depends on the whole list (for instance an Add the
+		// group's new extensions do not suit) still fails: keep the
+		// cached proposals one at a time, in order, while the list applies.
+		var kept []cachedProposal
+		for _, c := range chosen {
+			try := append(kept[:len(kept):len(kept)], c)
+			if _, err := g.applyProposalsLinked(st, list(try), self, opts.link); err != nil {
+				dropped = append(dropped, DroppedProposal{Ref: c.ref, Proposal: c.proposal, Sender: c.sender, Err: err})
+				continue
+			}
+			kept = try
+		}
+		chosen = kept
+		apply, err = g.applyProposalsLinked(st, list(chosen), self, opts.link)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chosen {
+		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
 	}
 	for _, p := range byValue {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefProposal, Proposal: p})
-		props = append(props, resolvedProposal{proposal: p, sender: self})
-	}
-
-	apply, err := g.applyProposalsLinked(st, props, self, opts.link)
-	if err != nil {
-		return nil, err
 	}
 	if apply.selfRemoved {
 		return nil, invalid("12.2", "a commit cannot remove its committer")
@@ -383,7 +403,8 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 		return nil, err
 	}
 	pc := &PendingCommit{
-		Commit: msg,
+		Commit:  msg,
+		Dropped: dropped,
 		staged: &StagedCommit{
 			fromEpoch: st.ctx.Epoch, state: newState, Committer: self,
 			Added: apply.added, Removed: apply.removed, Updated: apply.updated, PSKs: apply.psks, ReInit: apply.reinit,
@@ -445,13 +466,30 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 	return gi, nil
 }
 
+// GroupInfoOptions are the choices of [Group.GroupInfo]. The zero value
+// (or nil) selects a GroupInfo with the ratchet tree and without
+// external_pub.
+type GroupInfoOptions struct {
+	// RatchetTreeOutOfBand leaves the ratchet_tree extension out
+	// (RFC 9420, §12.4.3.3): the receiver then needs [Group.RatchetTree]
+	// from elsewhere.
+	RatchetTreeOutOfBand bool
+	// ExternalPub adds the external_pub extension, so that new members can
+	// join by external commit ([JoinExternal], §12.4.3.2).
+	ExternalPub bool
+}
+
 // GroupInfo returns a signed GroupInfo of the current epoch, for new
-// members joining by external commit (with externalPub) or for publishing.
-func (g *Group) GroupInfo(withTree, externalPub bool) (*MLSMessage, error) {
+// members joining by external commit (with [GroupInfoOptions.ExternalPub])
+// or for publishing. opts may be nil.
+func (g *Group) GroupInfo(opts *GroupInfoOptions) (*MLSMessage, error) {
+	if opts == nil {
+		opts = &GroupInfoOptions{}
+	}
 	if err := g.needTree(); err != nil {
 		return nil, err
 	}
-	gi, err := g.groupInfo(g.state, withTree, externalPub)
+	gi, err := g.groupInfo(g.state, !opts.RatchetTreeOutOfBand, opts.ExternalPub)
 	if err != nil {
 		return nil, err
 	}

@@ -177,7 +177,22 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return g.processPastApplication(msg.PrivateMessage)
 	}
 
-	verifyFn = func(ac *AuthenticatedContent) error { return g.verifySender(st, ac) }
+	// The whole content is validated before anything changes: for a
+	// PrivateMessage, inside the callback that runs before its ratchet key
+	// is consumed, so that a message with a valid signature but invalid
+	// content consumes nothing and can be refused again the same way.
+	var (
+		res    *Processed
+		cached *cachedProposal
+	)
+	verifyFn = func(ac *AuthenticatedContent) error {
+		if err := g.verifySender(st, ac); err != nil {
+			return err
+		}
+		var verr error
+		res, cached, verr = g.validateContent(ac)
+		return verr
+	}
 	if wf == WireFormatPublicMessage {
 		if msg.PublicMessage.Content.ContentType == ContentTypeApplication {
 			return nil, invalid("6.2", "application data in a PublicMessage")
@@ -187,11 +202,23 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 			err = verifyFn(ac)
 		}
 	} else {
-		ac, err = st.framer.unprotectPrivate(msg.PrivateMessage, verifyFn)
+		_, err = st.framer.unprotectPrivate(msg.PrivateMessage, verifyFn)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if cached != nil {
+		if err := st.addProposal(*cached, g.cfg.maxCachedProposals()); err != nil {
+			return nil, err // not reached: validateContent checked the room
+		}
+	}
+	return res, nil
+}
+
+// validateContent validates the content of a message whose sender and
+// signature are verified and returns its result, without changing the
+// group; for a proposal it also returns the cache entry to add.
+func (g *Group) validateContent(ac *AuthenticatedContent) (*Processed, *cachedProposal, error) {
 	res := &Processed{
 		ContentType:       ac.Content.ContentType,
 		Sender:            ac.Content.Sender,
@@ -201,23 +228,23 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	switch ac.Content.ContentType {
 	case ContentTypeApplication:
 		res.ApplicationData = ac.Content.ApplicationData
-		return res, nil
+		return res, nil, nil
 	case ContentTypeProposal:
-		ref, err := g.cacheProposal(ac)
+		c, err := g.checkReceivedProposal(ac)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		res.Proposal, res.ProposalRef = ac.Content.Proposal, ref
-		return res, nil
+		res.Proposal, res.ProposalRef = c.proposal, c.ref
+		return res, c, nil
 	case ContentTypeCommit:
 		sc, err := g.stageCommit(ac)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		res.Commit = sc
-		return res, nil
+		return res, nil, nil
 	}
-	return nil, malformed("content type", nil)
+	return nil, nil, malformed("content type", nil)
 }
 
 // processPastApplication decrypts an application message of a kept past
@@ -228,6 +255,9 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
+			if n := g.senderLeafCount(p.tree, p.framer); ac.Content.Sender.Index >= n {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, n)
+			}
 			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
@@ -254,6 +284,10 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	c := &ac.Content
 	switch c.Sender.Type {
 	case SenderTypeMember:
+		// Range-check the index before any use (RFC 9420, §6; Appendix C).
+		if n := g.senderLeafCount(st.tree, st.framer); c.Sender.Index >= n {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, n)
+		}
 		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
@@ -311,8 +345,9 @@ func (g *Group) verifySender(st *epochState, ac *AuthenticatedContent) error {
 	return verifyContent(g.cs, key, ac, st.ctxBytes)
 }
 
-// cacheProposal validates a proposal received by reference and caches it.
-func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
+// checkReceivedProposal validates a proposal received by reference, and
+// that the cache has room for it, and returns its cache entry.
+func (g *Group) checkReceivedProposal(ac *AuthenticatedContent) (*cachedProposal, error) {
 	st := g.state
 	p := ac.Content.Proposal
 	sender := ac.Content.Sender
@@ -340,13 +375,10 @@ func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range st.proposals {
-		if bytes.Equal(c.ref, ref) {
-			return ref, nil
-		}
+	if err := st.checkCacheRoom(ref, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
 	}
-	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: sender})
-	return ref, nil
+	return &cachedProposal{ref: ref, proposal: p, sender: sender}, nil
 }
 
 // checkProposal runs the checks of RFC 9420, §12.1 on a proposal sent or
@@ -393,7 +425,7 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if kp.CipherSuite != g.cs || kp.Version != st.ctx.Version {
 			return invalid("12.1.1", "key package version or cipher suite differs from the group's")
 		}
-		return kp.verifyBasic()
+		return g.verifyKeyPackage(kp)
 	case ProposalTypeUpdate:
 		if sender.Type != SenderTypeMember {
 			return invalid("12.1.2", "update from a non-member")
@@ -406,6 +438,9 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 			return &ValidationError{Section: "12.1.2", Err: err}
 		}
 	case ProposalTypeRemove:
+		if !tree.HasLeaf(p.Remove.Removed) {
+			return leafOutOfRange("12.1.3", "Remove of leaf", uint32(p.Remove.Removed), tree.LeafCount())
+		}
 		if tree.Leaf(p.Remove.Removed) == nil {
 			return invalid("12.1.3", "remove of blank leaf %d", p.Remove.Removed)
 		}
@@ -461,14 +496,22 @@ func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension
 	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
 		rc, _ = unmarshalRequiredCapabilities(data) // checked above
 	}
+	types := treekem.ExtensionTypes(exts)
 	for i, l := range tree.Leaves() {
-		for _, e := range exts {
-			if !l.Capabilities.SupportsExtension(e.Type) {
-				return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, e.Type)}
-			}
+		if t, missing := l.Capabilities.UnsupportedExtension(types); missing {
+			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, t)}
 		}
 		if rc != nil && !rc.SatisfiedBy(&l.Capabilities) {
 			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d lacks a required capability", ErrUnsupported, i)}
+		}
+	}
+	// This member judges its own support without its GREASE values
+	// (§13.5).
+	if g.state != nil {
+		if own := tree.Leaf(g.state.priv.LeafIndex()); own != nil {
+			if err := checkOwnSupport(&own.Capabilities, exts); err != nil {
+				return &ValidationError{Section: "12.1.7", Err: err}
+			}
 		}
 	}
 	return nil
@@ -491,11 +534,10 @@ func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sende
 		case ProposalOrRefProposal:
 			out = append(out, resolvedProposal{proposal: por.Proposal, sender: committer})
 		case ProposalOrRefReference:
-			j := slices.IndexFunc(st.proposals, func(c cachedProposal) bool { return bytes.Equal(c.ref, por.Reference) })
-			if j < 0 {
+			c, ok := st.findProposal(por.Reference)
+			if !ok {
 				return nil, fmt.Errorf("%w: proposal reference %x", ErrNotFound, []byte(por.Reference))
 			}
-			c := st.proposals[j]
 			out = append(out, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
 		}
 	}
@@ -530,7 +572,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 		return nil, invalid("12.4", "commit requires a path")
 	}
 	if external && len(apply.removed) > 0 {
-		if err := checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
+		if err := g.checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
 			return nil, err
 		}
 	}
@@ -805,12 +847,8 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		if err := tree.ValidateLeafNode(&leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
 		}
-		// The new member must support the group's extensions (§13.4).
-		for _, e := range out.extensions {
-			if !leaf.Capabilities.SupportsExtension(e.Type) {
-				return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: added member does not support group extension %d", ErrUnsupported, e.Type)}
-			}
-		}
+		// The new member supports the group's extensions (§13.4):
+		// ValidateOptions.GroupExtensions.
 		l, err := tree.AddLeaf(&leaf)
 		if err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
@@ -845,13 +883,23 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 }
 
 // checkResync checks the Remove of leaf old in an external commit (RFC
-// 9420, §12.4.3.2): the joiner's new leaf must be acceptable as an Update
-// of the removed one, so it must present the same identity (same
-// credential type and identity, see [treekem.Tree.FindIdentity]) and pass
-// the application's credential check. tree is the tree before the commit.
-func checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
-	if !slices.Contains(tree.FindIdentity(&leaf.Credential), old) {
-		return invalid("12.4.3.2", "resync from an identity other than that of removed leaf %d", old)
+// 9420, §12.2, §12.4.3.2): the joiner's new leaf must meet the rules of an
+// Update of the removed leaf, so its credential must be a valid successor
+// of the removed one's ([Config.ValidateCredentialSuccessor], by default
+// the same identity, §5.3.1) and its encryption key must differ (§7.3).
+// The rest of §7.3 (group extensions, required capabilities, credential
+// types) is checked on the path's leaf as on any. tree is the tree before
+// the commit.
+func (g *Group) checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
+	prev := tree.Leaf(old)
+	if prev == nil {
+		return invalid("12.4.3.2", "resync removes blank leaf %d", old)
+	}
+	if err := g.cfg.credentialSuccessor(&prev.Credential, &leaf.Credential); err != nil {
+		return &ValidationError{Section: "12.4.3.2", Err: err}
+	}
+	if bytes.Equal(prev.EncryptionKey, leaf.EncryptionKey) {
+		return &ValidationError{Section: "12.4.3.2", Err: fmt.Errorf("%w: resync leaf keeps the encryption key of removed leaf %d", treekem.ErrDuplicateKey, old)}
 	}
 	return nil
 }

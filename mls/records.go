@@ -246,6 +246,21 @@ func (g *Group) senderLeaf(t *treekem.Tree, fr *framer, l LeafIndex) *LeafNode {
 	return leaf
 }
 
+// senderLeafCount returns the number of leaves of the tree that
+// senderLeaf reads: t, or the lazily decoded tree of the epoch of fr.
+func (g *Group) senderLeafCount(t *treekem.Tree, fr *framer) uint32 {
+	if t != nil {
+		return t.LeafCount()
+	}
+	if g.store == nil {
+		return 0
+	}
+	if in := g.store.info[fr]; in != nil && in.lazy != nil {
+		return in.lazy.leafCount
+	}
+	return 0
+}
+
 // lazyTree is a ratchet tree as stored chunks, decoded on demand.
 type lazyTree struct {
 	cs        CipherSuite

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/microchat/e2ee/mls"
-	"github.com/microchat/e2ee/sealedsender"
 )
 
 // clientStore is what a client persists to: its group states and its
@@ -29,7 +28,7 @@ type client struct {
 	tr     *transport
 	cfg    *mls.Config
 	group  *mls.Group
-	tokens [][]byte
+	wallet wallet
 	sent   map[[32]byte]bool
 	// log collects what the client read, for the transcript.
 	inbox []string
@@ -71,35 +70,6 @@ func (c *client) publishKeyPackage(ctx context.Context) error {
 	}
 	c.tr.ds.publishKeyPackage(c.name, data)
 	return nil
-}
-
-// token returns an unused Privacy Pass token, fetching a batch of 32 when
-// it has none. Fetching happens while logged in; spending is anonymous.
-func (c *client) token() ([]byte, error) {
-	if len(c.tokens) == 0 {
-		dir, err := sealedsender.ParseKeyDirectory(c.tr.ds.keyDir)
-		if err != nil {
-			return nil, err
-		}
-		pp, err := sealedsender.NewPrivacyPassClient(&dir.Keys[0], c.tr.ds.issuer.Challenge())
-		if err != nil {
-			return nil, err
-		}
-		pending, req, err := pp.Request(32)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.tr.ds.issueTokens(c.name, req)
-		if err != nil {
-			return nil, err
-		}
-		if c.tokens, err = pending.Finalize(resp); err != nil {
-			return nil, err
-		}
-	}
-	t := c.tokens[0]
-	c.tokens = c.tokens[1:]
-	return t, nil
 }
 
 // save persists what changed in the group (after a message, a few
@@ -147,7 +117,9 @@ func (c *client) reload(ctx context.Context) error {
 }
 
 func (c *client) createGroup(ctx context.Context) error {
-	g, err := mls.NewGroup(c.cs, c.cred, c.sig, nil, c.cfg)
+	// The group ID was drawn ahead, so that tokens for it are already in
+	// the wallet (tokens.go).
+	g, err := mls.NewGroup(c.cs, c.cred, c.sig, &mls.GroupOptions{GroupID: c.nextGroupID()}, c.cfg)
 	if err != nil {
 		return err
 	}
@@ -228,7 +200,11 @@ func (c *client) finishCommit(ctx context.Context, pc *mls.PendingCommit, sendEr
 
 // send encrypts and sends an application message.
 func (c *client) send(ctx context.Context, text string) error {
-	m, err := c.group.EncryptApplication([]byte(text), nil)
+	tag, err := c.keyViewTag()
+	if err != nil {
+		return err
+	}
+	m, err := c.group.EncryptApplication([]byte(text), tag)
 	if err != nil {
 		return err
 	}
@@ -271,6 +247,9 @@ func (c *client) receive(ctx context.Context) error {
 func (c *client) process(ctx context.Context, m *mls.MLSMessage) error {
 	res, err := c.group.Process(m)
 	if err != nil {
+		return err
+	}
+	if err := c.checkKeyView(res); err != nil {
 		return err
 	}
 	switch {

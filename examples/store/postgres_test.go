@@ -32,7 +32,7 @@ func openPostgres(t *testing.T, n int) []*Store {
 		}
 		t.Cleanup(func() { db.Close() })
 		if i == 0 {
-			for _, table := range []string{"mls_groups", "mls_key_packages", "mls_psks", "spent_tokens"} {
+			for _, table := range []string{"mls_groups", "mls_key_packages", "mls_psks", "spent_tokens", "token_quotas"} {
 				if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table); err != nil {
 					t.Fatal(err)
 				}
@@ -57,6 +57,9 @@ func TestPostgreSQL(t *testing.T) {
 	})
 	t.Run("SpentTokens", func(t *testing.T) {
 		testSpentTokens(t, openPostgres(t, 4))
+	})
+	t.Run("TokenQuotas", func(t *testing.T) {
+		testTokenQuotas(t, openPostgres(t, 3))
 	})
 	t.Run("PSKs", func(t *testing.T) {
 		testPSKs(t, openPostgres(t, 1)[0])

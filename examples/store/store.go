@@ -135,6 +135,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 		`CREATE TABLE IF NOT EXISTS spent_tokens (
 			digest ` + d.blob + ` PRIMARY KEY,
 			period ` + d.bigint + ` NOT NULL)`,
+		tokenQuotasTable(d),
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("store: creating tables: %w", err)
