@@ -32,7 +32,60 @@
 // again. Two changes happen on success without a merge, as RFC 9420
 // requires: the key that decrypted a PrivateMessage is deleted (§9.2), and
 // a proposal is cached for the commit that will reference it. Persist the
-// state ([Group.MarshalState]) after every change.
+// group after every change (see Persistence).
+//
+// # Persistence
+//
+// A group is stored as records in a [GroupStore] ([MemoryStore], or
+// examples/store on SQLite or PostgreSQL), split by how often they change:
+// what is fixed for an epoch (GroupContext, epoch secrets, the ratchet
+// tree in chunks that past epochs share) is written once per epoch, and
+// what a message changes (secret-tree ratchets, kept out-of-order keys) is
+// a few entries of O(log n) bytes. [SaveGroup] writes what changed since
+// the last save in one atomic step, guarded by the stored revision, so
+// that a crash leaves the old step or the new one and two writers cannot
+// both save (the loser gets [ErrConflict] and reopens). [OpenGroup] loads
+// a group and decodes the ratchet tree only when an operation needs more
+// than a sender's leaf. [Group.MarshalState] and [LoadGroup] remain, as a
+// whole-state export (and to migrate states of format 1).
+//
+// The protocol below guarantees, whatever the point at which a process
+// crashes: no fork (no member persists an epoch the group did not adopt),
+// nobody stuck (a commit the delivery service accepted is never lost to
+// its sender), no message the delivery service accepted lost, and no
+// (key, nonce) used for two different plaintexts. The delivery service
+// must accept one commit per epoch and must accept the same bytes sent
+// twice as one message.
+//
+//   - Committing: [Group.Commit]; [SavePendingCommit] (the commit and the
+//     epoch it leads to, beside the current epoch, which stays current);
+//     send the commit. If the delivery service accepts it: send the
+//     Welcome and GroupInfo, [Group.MergePendingCommit], [SaveGroup] (a
+//     crash before this save repeats the sends, which the delivery service
+//     takes once). If another commit of the epoch came first: process and
+//     merge that one and [SaveGroup], which drops the stored commit; if the
+//     commit is refused for good, [SaveGroup] with
+//     [SaveOptions.DiscardPendingCommit].
+//   - Restarting: [OpenGroup]; if [Group.RecoveredCommit] returns a commit,
+//     ask the delivery service which commit it accepted for the group's
+//     epoch: this one ([PendingCommit.Is]): merge, send its Welcome, save;
+//     another one: save with DiscardPendingCommit and process that one;
+//     none: send the same commit again and go on as above. Then send again
+//     what the outbox holds and read what is waiting.
+//   - Sending an application message: [Group.EncryptApplication];
+//     [SaveGroup] with the message in [SaveOptions.App] (an outbox record);
+//     send; [SaveGroup] deleting the outbox record. The advanced ratchet is
+//     stored before anything is sent, so no key is used twice, and a
+//     message saved but not sent is sent again (the same bytes) after a
+//     crash.
+//   - Receiving: [Group.Process] (and [Group.Merge] for a commit);
+//     [SaveGroup] with the plaintext and the application's read position
+//     in [SaveOptions.App]; only then acknowledge the message to the
+//     delivery service. A crash before the save gets the message again,
+//     and its key is still stored.
+//   - Joining: [JoinWithStore]; [SaveGroup] with [SaveOptions.Consumed],
+//     which deletes the KeyPackage private key in the same step; then
+//     acknowledge the Welcome. A crash before the save joins again.
 //
 // # Proposals and who may send what
 //
