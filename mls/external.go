@@ -63,19 +63,30 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(ctx.Extensions) {
 		return nil, invalid("13.4", "duplicate extension")
 	}
-	tree, err := treeFromGroupInfo(cs, gi, outOfBand)
+	data, err := ratchetTreeData(gi, outOfBand)
 	if err != nil {
 		return nil, err
 	}
-	if !tree.HasLeaf(gi.Signer) {
-		return nil, leafOutOfRange("12.4.3.1", "GroupInfo signer", uint32(gi.Signer), tree.LeafCount())
+	// Authenticate before decoding: the signer's key is read out of the
+	// encoded tree without building it, and the signature checked, so a
+	// forged GroupInfo costs one walk over its bytes and one signature
+	// check, not a decoded tree.
+	signerKey, err := treekem.LeafSignatureKey(data, gi.Signer)
+	if errors.Is(err, treekem.ErrLeafIndexRange) {
+		return nil, &ValidationError{Section: "12.4.3.1", Err: fmt.Errorf("%w: GroupInfo signer %d: %w", ErrLeafIndexRange, gi.Signer, err)}
 	}
-	signer := tree.Leaf(gi.Signer)
-	if signer == nil {
+	if errors.Is(err, treekem.ErrBlankLeaf) {
 		return nil, invalid("12.4.3.1", "GroupInfo signer %d is a blank leaf", gi.Signer)
 	}
-	if err := gi.verify(cs, signer.SignatureKey); err != nil {
+	if err != nil {
+		return nil, malformed("ratchet tree", err)
+	}
+	if err := gi.verify(cs, signerKey); err != nil {
 		return nil, err
+	}
+	tree, err := treekem.ParseTree(cs, data)
+	if err != nil {
+		return nil, malformed("ratchet tree", err)
 	}
 	if !bytes.Equal(tree.TreeHash(), ctx.TreeHash) {
 		return nil, invalid("12.4.3.1", "tree hash does not match the GroupInfo")

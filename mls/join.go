@@ -105,9 +105,9 @@ func (gi *GroupInfo) verify(cs CipherSuite, pub []byte) error {
 	return nil
 }
 
-// treeFromGroupInfo returns the ratchet tree of gi's ratchet_tree extension
-// or, failing that, the one given out of band.
-func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treekem.Tree, error) {
+// ratchetTreeData returns the encoded ratchet tree of gi's ratchet_tree
+// extension or, failing that, the one given out of band.
+func ratchetTreeData(gi *GroupInfo, outOfBand []byte) ([]byte, error) {
 	data, ok := findExtension(gi.Extensions, ExtensionRatchetTree)
 	if !ok {
 		if outOfBand == nil {
@@ -115,11 +115,7 @@ func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treeke
 		}
 		data = outOfBand
 	}
-	tree, err := treekem.ParseTree(cs, data)
-	if err != nil {
-		return nil, malformed("ratchet tree", err)
-	}
-	return tree, nil
+	return data, nil
 }
 
 // Join joins a group from a Welcome message addressed to kp (RFC 9420,

@@ -136,6 +136,9 @@ func (kp *KeyPackage) verifyBasic() error {
 	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.LeafNode.Extensions)); missing {
 		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: leaf node extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
 	}
+	if err := kp.CipherSuite.ValidateSignaturePublicKey(kp.LeafNode.SignatureKey); err != nil {
+		return malformed("key package leaf node signature_key", err)
+	}
 	if err := kp.verifySignature(); err != nil {
 		return err
 	}

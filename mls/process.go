@@ -154,6 +154,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
 	}
+	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
+			return nil, err
+		}
+	}
 	if g.reinit != nil {
 		// A reinitialized group only reads late application messages.
 		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
@@ -250,10 +255,10 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
-			if !p.tree.HasLeaf(LeafIndex(ac.Content.Sender.Index)) {
-				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, p.tree.LeafCount())
+			if n := g.senderLeafCount(p.tree, p.framer); ac.Content.Sender.Index >= n {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, n)
 			}
-			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
 			}
@@ -280,10 +285,10 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	switch c.Sender.Type {
 	case SenderTypeMember:
 		// Range-check the index before any use (RFC 9420, §6; Appendix C).
-		if !st.tree.HasLeaf(LeafIndex(c.Sender.Index)) {
-			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, st.tree.LeafCount())
+		if n := g.senderLeafCount(st.tree, st.framer); c.Sender.Index >= n {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, n)
 		}
-		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}

@@ -135,17 +135,21 @@ func (c *Credential) Unmarshal(s *cryptobyte.String) bool {
 	case CredentialBasic:
 		return wire.ReadVarintBytes(s, &c.Identity)
 	case CredentialX509:
-		return wire.ReadVector(s, func(s *cryptobyte.String) bool {
-			var cert []byte
-			if !wire.ReadVarintBytes(s, &cert) {
-				return false
-			}
-			c.Certificates = append(c.Certificates, cert)
-			return true
-		})
+		// The certificates share one copy of the chain's bytes. A
+		// certificate shorter than a DER tag and length is rejected.
+		return wire.ReadSharedList(s, &c.Certificates, skipCertificate, readCertificate)
 	default:
 		return wire.ReadVarintBytes(s, &c.Data)
 	}
+}
+
+func readCertificate(s *cryptobyte.String, cert *[]byte) bool {
+	return wire.ReadVarintSlice(s, cert) && len(*cert) >= 2
+}
+
+func skipCertificate(s *cryptobyte.String) bool {
+	var cert []byte
+	return readCertificate(s, &cert)
 }
 
 // identityKey returns the key under which the tree indexes c: its type
@@ -473,8 +477,14 @@ func (l *LeafNode) Sign(cs hpke.CipherSuite, priv *hpke.SignaturePrivateKey, gro
 
 // VerifySignature checks l.Signature with l.SignatureKey (RFC 9420,
 // Section 7.2). groupID and leaf matter only for the update and commit
-// sources. Failure matches [ErrInvalidSignature].
+// sources. Failure matches [ErrInvalidSignature], or [ErrMalformed] if the
+// signature key does not decode.
 func (l *LeafNode) VerifySignature(cs hpke.CipherSuite, groupID []byte, leaf LeafIndex) error {
+	// A key that does not decode (a compressed ECDSA point, a key of the
+	// wrong length) is malformed input, not a failed signature: say so.
+	if err := cs.ValidateSignaturePublicKey(l.SignatureKey); err != nil {
+		return fmt.Errorf("%w: leaf node signature_key: %w", ErrMalformed, err)
+	}
 	tbs, err := l.tbs(groupID, leaf)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)

@@ -161,7 +161,7 @@ func (t *Tree) ValidateLeafNode(leaf *LeafNode, source LeafNodeSource, at LeafIn
 // per-type counts of the index.
 func (t *Tree) checkCredentialCoverage(leaf, old *LeafNode) error {
 	others := t.idx.members
-	supported := t.idx.credSupported[leaf.Credential.Type]
+	supported := t.idx.credSupported.get(leaf.Credential.Type)
 	if old != nil {
 		others--
 		if old.Capabilities.SupportsCredential(leaf.Credential.Type) {
@@ -171,11 +171,13 @@ func (t *Tree) checkCredentialCoverage(leaf, old *LeafNode) error {
 	if supported < others {
 		return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d is not supported by every member", leaf.Credential.Type)
 	}
+	var set credSet
+	supports := credLookup(leaf.Capabilities.Credentials, &set)
 	for ct, n := range t.idx.credUsed {
 		if old != nil && old.Credential.Type == ct {
 			n--
 		}
-		if n > 0 && !leaf.Capabilities.SupportsCredential(ct) {
+		if n > 0 && !supports(ct) {
 			return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d used in the group is not supported", ct)
 		}
 	}
@@ -264,9 +266,16 @@ func (t *Tree) checkStructure() error {
 		} else if j != LeafIndex(i/2) {
 			return both(ErrInvalidTree, ErrDuplicateKey, "leaves %d and %d share a signature key", j, i/2)
 		}
-		for ct, c := range t.idx.credUsed {
-			if c > 0 && !nd.leaf.Capabilities.SupportsCredential(ct) {
-				return both(ErrInvalidTree, ErrCapabilities, "leaf %d does not support credential type %d used in the group", i/2, ct)
+	}
+	// Every leaf supports every type in use exactly when each such type
+	// is listed by every leaf: O(types) from the index's counts, with a
+	// scan for the culprit only on failure.
+	for ct, c := range t.idx.credUsed {
+		if c > 0 && t.idx.credSupported.get(ct) < t.idx.members {
+			for l, leaf := range t.Leaves() {
+				if !leaf.Capabilities.SupportsCredential(ct) {
+					return both(ErrInvalidTree, ErrCapabilities, "leaf %d does not support credential type %d used in the group", l, ct)
+				}
 			}
 		}
 	}

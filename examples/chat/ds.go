@@ -43,7 +43,7 @@ type tokenStore interface {
 }
 
 type dsGroup struct {
-	committed map[uint64]bool
+	committed map[uint64][]byte // epoch -> the commit accepted for it
 	groupInfo []byte
 	inboxes   map[string][][]byte
 }
@@ -95,7 +95,7 @@ func (ds *deliveryService) group(groupID []byte) *dsGroup {
 	k := string(groupID)
 	g := ds.groups[k]
 	if g == nil {
-		g = &dsGroup{committed: map[uint64]bool{}, inboxes: map[string][][]byte{}}
+		g = &dsGroup{committed: map[uint64][]byte{}, inboxes: map[string][][]byte{}}
 		ds.groups[k] = g
 	}
 	return g
@@ -179,15 +179,28 @@ func (ds *deliveryService) submitPublic(msg []byte) error {
 func (ds *deliveryService) fanOut(groupID []byte, epoch uint64, commit bool, msg []byte) error {
 	g := ds.group(groupID)
 	if commit {
-		if g.committed[epoch] {
+		if g.committed[epoch] != nil {
 			return errStaleCommit
 		}
-		g.committed[epoch] = true
+		g.committed[epoch] = msg
 	}
 	for k := range g.inboxes {
 		g.inboxes[k] = append(g.inboxes[k], msg)
 	}
 	return nil
+}
+
+// acceptedCommit returns the commit the delivery service accepted for an
+// epoch of a group, or nil: what a client asks after a crash to finish a
+// commit it stored (mls.Group.RecoveredCommit).
+func (ds *deliveryService) acceptedCommit(groupID []byte, epoch uint64) *mls.MLSMessage {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	m, err := mls.ParseMessage(ds.group(groupID).committed[epoch])
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // fetch returns and clears a client's inbox for a group.

@@ -205,7 +205,7 @@ func run(cs mls.CipherSuite, members int, dbDir string, w io.Writer) error {
 	} else {
 		return fmt.Errorf("carol read a message sent after her removal")
 	}
-	if _, err := carol.store.LoadGroupState(ctx, carol.group.GroupID()); err != nil {
+	if _, err := carol.store.LoadGroupRecords(ctx, carol.group.GroupID()); err != nil {
 		t.note("carol's stored group state is gone: %v", err)
 	}
 	delete(clients, "carol")

@@ -87,15 +87,15 @@ func TestPostgreSQL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		save(t, s[1], bob, 0, consumed)
+		save(t, s[1], bob, consumed)
 		ref, _ := kp.KeyPackage.Ref()
 		if _, err := s[0].KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {
 			t.Fatalf("key package after join: %v", err)
 		}
-		if _, err := s[0].SaveGroupState(ctx, []byte("other"), 1, []byte("state"), 0, consumed); !errors.Is(err, mls.ErrConflict) {
+		if _, err := s[0].SaveGroupRecords(ctx, []byte("other"), 0, []mls.Record{{Key: []byte("h"), Value: []byte("x")}}, consumed); !errors.Is(err, mls.ErrConflict) {
 			t.Fatalf("reused key package: %v", err)
 		}
-		g, _ := load(t, s[0], bob.GroupID())
+		g := load(t, s[0], bob.GroupID())
 		exchange(t, alice, g)
 	})
 }
