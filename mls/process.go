@@ -177,6 +177,10 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return g.processPastApplication(msg.PrivateMessage)
 	}
 
+	if err := g.checkWireFormat(msg); err != nil {
+		return nil, err
+	}
+
 	// The whole content is validated before anything changes: for a
 	// PrivateMessage, inside the callback that runs before its ratchet key
 	// is consumed, so that a message with a valid signature but invalid
@@ -455,6 +459,10 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if !p.ReInit.CipherSuite.Supported() {
 			return fmt.Errorf("%w: ReInit cipher suite %v", ErrUnsupported, p.ReInit.CipherSuite)
 		}
+		// The extensions become the new group's GroupContext extensions:
+		// no type twice (§13.4), and those this package reads well formed;
+		// otherwise the group would merge a ReInit it cannot carry out.
+		return checkExtensionsSyntax(p.ReInit.Extensions)
 	case ProposalTypeExternalInit:
 	case ProposalTypeGroupContextExtensions:
 		// Whether the members support the new extensions depends on the
