@@ -103,8 +103,11 @@ func save(ctx context.Context, s GroupStore, g *Group, pc *PendingCommit, opts *
 	return nil
 }
 
-// OpenGroup loads the group groupID from s, with the application's
-// choices cfg (nil selects the defaults). It decodes only what the next
+// OpenGroup loads the group groupID from s. The group's protocol settings
+// (wire format policy, padding, windows, limits: see [Group.SetConfig]) are
+// those saved with it; cfg supplies the hooks (Now, PSKs, the validation
+// and policy functions), and its protocol settings apply only to a group
+// saved before settings were stored. cfg may be nil. It decodes only what the next
 // operation needs: the epoch's secrets, the secret-tree entries and the
 // head of the record set. The ratchet tree stays encoded until an
 // operation needs more than a sender's leaf (a commit, a proposal,
