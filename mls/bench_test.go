@@ -430,6 +430,7 @@ func BenchmarkGroup(b *testing.B) {
 		{"protect", benchmarkProtect},
 		{"unprotect", benchmarkUnprotect},
 	}
+	b.Run("add-many", benchmarkAddMany)
 	for _, op := range ops {
 		b.Run(op.name, func(b *testing.B) {
 			for _, n := range benchSizes {
@@ -527,6 +528,43 @@ func benchmarkAdd(b *testing.B, bg *benchGroup) {
 		if _, err := pc.Welcome.Bytes(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchmarkAddMany measures a commit adding k members at once to the
+// group of 1,000 (issue M11: O(k log n + n), not O(k^2)), with its
+// Welcome, encoded: BenchmarkGroup/add-many/adds=<k>.
+func benchmarkAddMany(b *testing.B) {
+	bg := getBenchGroup(b, 1000)
+	for _, k := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("adds=%d", k), func(b *testing.B) {
+			kps := make([]*KeyPackage, k)
+			for i := range kps {
+				sig, err := benchSuite.GenerateSignatureKey()
+				if err != nil {
+					b.Fatal(err)
+				}
+				kp, err := GenerateKeyPackage(benchSuite, Credential{Type: CredentialBasic, Identity: fmt.Appendf(nil, "new %d", i)}, sig, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				kps[i] = kp.KeyPackage
+			}
+			g := bg.committer
+			b.ReportAllocs()
+			for b.Loop() {
+				pc, err := g.Commit(&CommitOptions{Add: kps})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pc.Commit.Bytes(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pc.Welcome.Bytes(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

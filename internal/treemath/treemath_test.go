@@ -20,6 +20,12 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "tree-math", testTreeMath)
 }
 
+// TestGeneratedVectors checks the vectors of ../../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "tree-math", testTreeMath)
+}
+
 func testTreeMath(t *testing.T, v *treeMathVector) {
 	if w := NodeWidth(v.NLeaves); w != v.NNodes {
 		t.Fatalf("NodeWidth(%d) = %d, want %d", v.NLeaves, w, v.NNodes)
@@ -108,6 +114,10 @@ func TestLevelAndLog2(t *testing.T) {
 	}
 	if LeafIndex(5).Node() != 10 || NodeIndex(10).Leaf() != 5 {
 		t.Error("leaf/node index conversion")
+	}
+	// 2*l must not wrap: leaf 2^31+2 is not leaf 2.
+	if MaxLeaf.Node() != 1<<32-2 || LeafIndex(1<<31+2).Node() != InvalidNode || LeafIndex(1<<32-1).Node() != InvalidNode {
+		t.Error("leaf index above MaxLeaf wraps")
 	}
 }
 
