@@ -117,6 +117,20 @@ func TestRegisterCipherSuite(t *testing.T) {
 	testKeyPair(t, 0xF0F1, k)
 }
 
+// TestRegisterDeployedCodePoints registers the ts-mls suites at the code
+// points ts-mls uses (77-88) and shows the collision with OpenMLS's X-Wing
+// suite at 0x004D = 77: a process can speak one of the two at that value.
+func TestRegisterDeployedCodePoints(t *testing.T) {
+	defs := PostQuantumSuites()[11:23]
+	for i, def := range defs {
+		require.NoError(t, RegisterCipherSuite(CipherSuite(77+i), def), def.Name)
+		got, _ := CipherSuite(77 + i).Definition()
+		assert.Equal(t, def, got)
+	}
+	assert.Equal(t, MLS_128_MLKEM512_AES128GCM_SHA256_Ed25519.Name, CipherSuite(0x004D).String())
+	assert.ErrorIs(t, RegisterCipherSuite(0x004D, MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519), ErrCipherSuiteTaken)
+}
+
 // TestRegisterConcurrent registers and looks up suites from many
 // goroutines; run it with -race.
 func TestRegisterConcurrent(t *testing.T) {
