@@ -285,7 +285,9 @@ func TestCommitDropsByWholeListRule(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, pc.Dropped, 1)
 	assert.Equal(t, ProposalTypeAdd, pc.Dropped[0].Proposal.Type)
-	require.ErrorIs(t, pc.Dropped[0].Err, ErrUnsupported)
+	// Dave's leaf does not support the extension the GroupContextExtensions
+	// proposal puts in use (RFC 9420, §12.1.7).
+	require.ErrorIs(t, pc.Dropped[0].Err, treekem.ErrCapabilities)
 	assert.Empty(t, pc.Staged().Added)
 	deliverCommit(t, alice, pc, ms)
 	require.Len(t, alice.g.Extensions(), 1)
