@@ -90,6 +90,15 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "transcript-hashes", testTranscriptHashes)
 }
 
+// TestGeneratedVectors checks the vectors of ../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "key-schedule", testKeySchedule)
+	vectortest.RunGenerated(t, "psk_secret", testPSKSecret)
+	vectortest.RunGenerated(t, "secret-tree", testSecretTree)
+	vectortest.RunGenerated(t, "transcript-hashes", testTranscriptHashes)
+}
+
 func suiteOf(t *testing.T, id uint16) hpke.CipherSuite {
 	t.Helper()
 	cs := hpke.CipherSuite(id)

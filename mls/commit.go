@@ -134,6 +134,9 @@ func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
 	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
 	st := g.state
 	me := Sender{Type: SenderTypeMember, Index: uint32(st.priv.LeafIndex())}
 	if err := g.checkProposal(st, st.tree, p, me); err != nil {
@@ -178,6 +181,9 @@ func (g *Group) ProposeRemove(leaf LeafIndex) (*MLSMessage, error) {
 // security without committing.
 func (g *Group) ProposeUpdate() (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -296,6 +302,9 @@ func (g *Group) MergePendingCommit(p *PendingCommit) error {
 // consumes a key of this member's handshake ratchet.
 func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	if opts == nil {
@@ -495,10 +504,30 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 	return gi, nil
 }
 
+// GroupInfoOptions are the choices of [Group.GroupInfo]. The zero value
+// (or nil) selects a GroupInfo with the ratchet tree and without
+// external_pub.
+type GroupInfoOptions struct {
+	// RatchetTreeOutOfBand leaves the ratchet_tree extension out
+	// (RFC 9420, §12.4.3.3): the receiver then needs [Group.RatchetTree]
+	// from elsewhere.
+	RatchetTreeOutOfBand bool
+	// ExternalPub adds the external_pub extension, so that new members can
+	// join by external commit ([JoinExternal], §12.4.3.2).
+	ExternalPub bool
+}
+
 // GroupInfo returns a signed GroupInfo of the current epoch, for new
-// members joining by external commit (with externalPub) or for publishing.
-func (g *Group) GroupInfo(withTree, externalPub bool) (*MLSMessage, error) {
-	gi, err := g.groupInfo(g.state, withTree, externalPub)
+// members joining by external commit (with [GroupInfoOptions.ExternalPub])
+// or for publishing. opts may be nil.
+func (g *Group) GroupInfo(opts *GroupInfoOptions) (*MLSMessage, error) {
+	if opts == nil {
+		opts = &GroupInfoOptions{}
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
+	gi, err := g.groupInfo(g.state, !opts.RatchetTreeOutOfBand, opts.ExternalPub)
 	if err != nil {
 		return nil, err
 	}

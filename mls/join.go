@@ -131,9 +131,9 @@ func (gi *GroupInfo) verify(cs CipherSuite, pub []byte) error {
 	return nil
 }
 
-// treeFromGroupInfo returns the ratchet tree of gi's ratchet_tree extension
-// or, failing that, the one given out of band.
-func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treekem.Tree, error) {
+// ratchetTreeData returns the encoded ratchet tree of gi's ratchet_tree
+// extension or, failing that, the one given out of band.
+func ratchetTreeData(gi *GroupInfo, outOfBand []byte) ([]byte, error) {
 	data, ok := findExtension(gi.Extensions, ExtensionRatchetTree)
 	if !ok {
 		if outOfBand == nil {
@@ -141,11 +141,7 @@ func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treeke
 		}
 		data = outOfBand
 	}
-	tree, err := treekem.ParseTree(cs, data)
-	if err != nil {
-		return nil, malformed("ratchet tree", err)
-	}
-	return tree, nil
+	return data, nil
 }
 
 // Join joins a group from a Welcome message addressed to kp (RFC 9420,
@@ -236,11 +232,11 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 		return nil, invalid("12.4.3.1", "our leaf node is not in the tree")
 	}
 	me := myNode.Leaf()
-	// We must support every extension of the group (§13.4).
-	for _, e := range ctx.Extensions {
-		if !kp.KeyPackage.LeafNode.Capabilities.SupportsExtension(ExtensionType(e.Type)) {
-			return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
-		}
+	// We must support every extension of the group (§13.4) and meet its
+	// required capabilities (§11.1), our GREASE values not counting
+	// (§13.5).
+	if err := checkOwnSupport(&tree.Leaf(me).Capabilities, ctx.Extensions); err != nil {
+		return nil, err
 	}
 	if !bytes.Equal(kp.EncryptionKey.PublicKey(), kp.KeyPackage.LeafNode.EncryptionKey) {
 		return nil, errors.New("mls: KeyPackagePrivate encryption key does not match its KeyPackage")

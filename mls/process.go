@@ -154,6 +154,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
 	}
+	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
+			return nil, err
+		}
+	}
 	if g.reinit != nil {
 		// A reinitialized group only reads late application messages.
 		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
@@ -254,10 +259,10 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
-			if !p.tree.HasLeaf(LeafIndex(ac.Content.Sender.Index)) {
-				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, p.tree.LeafCount())
+			if n := g.senderLeafCount(p.tree, p.framer); ac.Content.Sender.Index >= n {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, n)
 			}
-			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
 			}
@@ -284,10 +289,10 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	switch c.Sender.Type {
 	case SenderTypeMember:
 		// Range-check the index before any use (RFC 9420, §6; Appendix C).
-		if !st.tree.HasLeaf(LeafIndex(c.Sender.Index)) {
-			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, st.tree.LeafCount())
+		if n := g.senderLeafCount(st.tree, st.framer); c.Sender.Index >= n {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, n)
 		}
-		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}
@@ -424,7 +429,7 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if kp.CipherSuite != g.cs || kp.Version != st.ctx.Version {
 			return invalid("12.1.1", "key package version or cipher suite differs from the group's")
 		}
-		return kp.verifyBasic()
+		return g.verifyKeyPackage(kp)
 	case ProposalTypeUpdate:
 		if sender.Type != SenderTypeMember {
 			return invalid("12.1.2", "update from a non-member")
@@ -499,14 +504,22 @@ func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension
 	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
 		rc, _ = unmarshalRequiredCapabilities(data) // checked above
 	}
+	types := treekem.ExtensionTypes(exts)
 	for i, l := range tree.Leaves() {
-		for _, e := range exts {
-			if !l.Capabilities.SupportsExtension(e.Type) {
-				return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, e.Type)}
-			}
+		if t, missing := l.Capabilities.UnsupportedExtension(types); missing {
+			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, t)}
 		}
 		if rc != nil && !rc.SatisfiedBy(&l.Capabilities) {
 			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d lacks a required capability", ErrUnsupported, i)}
+		}
+	}
+	// This member judges its own support without its GREASE values
+	// (§13.5).
+	if g.state != nil {
+		if own := tree.Leaf(g.state.priv.LeafIndex()); own != nil {
+			if err := checkOwnSupport(&own.Capabilities, exts); err != nil {
+				return &ValidationError{Section: "12.1.7", Err: err}
+			}
 		}
 	}
 	return nil
@@ -567,7 +580,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 		return nil, invalid("12.4", "commit requires a path")
 	}
 	if external && len(apply.removed) > 0 {
-		if err := checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
+		if err := g.checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
 			return nil, err
 		}
 	}
@@ -842,12 +855,8 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		if err := tree.ValidateLeafNode(&leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
 		}
-		// The new member must support the group's extensions (§13.4).
-		for _, e := range out.extensions {
-			if !leaf.Capabilities.SupportsExtension(e.Type) {
-				return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: added member does not support group extension %d", ErrUnsupported, e.Type)}
-			}
-		}
+		// The new member supports the group's extensions (§13.4):
+		// ValidateOptions.GroupExtensions.
 		l, err := tree.AddLeaf(&leaf)
 		if err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
@@ -882,13 +891,23 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 }
 
 // checkResync checks the Remove of leaf old in an external commit (RFC
-// 9420, §12.4.3.2): the joiner's new leaf must be acceptable as an Update
-// of the removed one, so it must present the same identity (same
-// credential type and identity, see [treekem.Tree.FindIdentity]) and pass
-// the application's credential check. tree is the tree before the commit.
-func checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
-	if !slices.Contains(tree.FindIdentity(&leaf.Credential), old) {
-		return invalid("12.4.3.2", "resync from an identity other than that of removed leaf %d", old)
+// 9420, §12.2, §12.4.3.2): the joiner's new leaf must meet the rules of an
+// Update of the removed leaf, so its credential must be a valid successor
+// of the removed one's ([Config.ValidateCredentialSuccessor], by default
+// the same identity, §5.3.1) and its encryption key must differ (§7.3).
+// The rest of §7.3 (group extensions, required capabilities, credential
+// types) is checked on the path's leaf as on any. tree is the tree before
+// the commit.
+func (g *Group) checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
+	prev := tree.Leaf(old)
+	if prev == nil {
+		return invalid("12.4.3.2", "resync removes blank leaf %d", old)
+	}
+	if err := g.cfg.credentialSuccessor(&prev.Credential, &leaf.Credential); err != nil {
+		return &ValidationError{Section: "12.4.3.2", Err: err}
+	}
+	if bytes.Equal(prev.EncryptionKey, leaf.EncryptionKey) {
+		return &ValidationError{Section: "12.4.3.2", Err: fmt.Errorf("%w: resync leaf keeps the encryption key of removed leaf %d", treekem.ErrDuplicateKey, old)}
 	}
 	return nil
 }

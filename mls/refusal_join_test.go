@@ -25,7 +25,7 @@ func TestJoinRefusesHeldGroupID(t *testing.T) {
 
 	// Bob already holds a group with this ID in his store.
 	store := NewMemoryStore()
-	_, err = store.SaveGroupState(ctx, alice.g.GroupID(), 7, []byte("bob's earlier group"), 0, nil)
+	_, err = store.SaveGroupRecords(ctx, alice.g.GroupID(), 0, []Record{{Key: []byte("k"), Value: []byte("bob's earlier group")}}, nil)
 	require.NoError(t, err)
 	kp := bob.keyPackage(t, cs)
 	require.NoError(t, store.PutKeyPackage(ctx, kp))
@@ -39,9 +39,10 @@ func TestJoinRefusesHeldGroupID(t *testing.T) {
 	// Nothing was consumed or overwritten.
 	_, err = store.KeyPackagePrivate(ctx, pc.Welcome.Welcome.Secrets[0].NewMember)
 	require.NoError(t, err)
-	sg, err := store.LoadGroupState(ctx, alice.g.GroupID())
+	sg, err := store.LoadGroupRecords(ctx, alice.g.GroupID())
 	require.NoError(t, err)
-	assert.True(t, bytes.Equal(sg.State, []byte("bob's earlier group")))
+	require.Len(t, sg.Records, 1)
+	assert.True(t, bytes.Equal(sg.Records[0].Value, []byte("bob's earlier group")))
 
 	// Plain Join, through the callback.
 	held := func(id []byte) (bool, error) { return bytes.Equal(id, alice.g.GroupID()), nil }
@@ -52,14 +53,14 @@ func TestJoinRefusesHeldGroupID(t *testing.T) {
 	require.ErrorIs(t, err, errStore)
 
 	// Once the old state is gone, the same Welcome joins.
-	require.NoError(t, store.DeleteGroupState(ctx, alice.g.GroupID(), sg.Revision))
+	require.NoError(t, store.DeleteGroup(ctx, alice.g.GroupID(), sg.Revision))
 	bob.g, _, err = JoinWithStore(ctx, welcome, store, nil, nil)
 	require.NoError(t, err)
 	require.NoError(t, alice.g.MergePendingCommit(pc))
 	agree(t, []*member{alice, bob})
 
 	// JoinExternal too.
-	gi, err := alice.g.GroupInfo(true, true)
+	gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	carol := newMember(t, cs, "carol")
 	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{GroupExists: held}, nil)

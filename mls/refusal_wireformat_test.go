@@ -30,7 +30,7 @@ func TestWireFormatPolicyOnInput(t *testing.T) {
 		rfaProcess(t, msg, alice)
 
 		// An external join (a PublicMessage from a new member) still works.
-		gi, err := alice.g.GroupInfo(true, true)
+		gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 		require.NoError(t, err)
 		dave := newMember(t, alice.g.cs, "dave")
 		_, commit, err := JoinExternal(transmit(t, gi), dave.cred, dave.sig, nil, nil)

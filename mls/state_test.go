@@ -642,9 +642,10 @@ func bigGroup(tb testing.TB, n int) *Group {
 			for leaves < n {
 				leaves *= 2
 			}
-			// Every node up to the last leaf's parent is set, so the
-			// encoding ends with a non-blank node.
-			for i := range min(2*leaves-1, 2*n) {
+			// Every node up to the last leaf is set, so the encoding
+			// ends with a non-blank node and has an odd length
+			// (§12.4.3.3).
+			for i := range min(2*leaves-1, 2*n-1) {
 				switch {
 				case i == 0:
 					b.AddUint8(1)

@@ -43,23 +43,20 @@ func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) {
 }
 
 // UnmarshalExtensions reads an `Extension extensions<V>` vector from s,
-// copying the data. An empty vector is stored as nil. It does not reject
+// copying the data once for the whole vector (the extensions' Data point
+// into that copy). An empty vector is stored as nil. It does not reject
 // repeated types; see [DuplicateExtension].
 func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
-	var exts []Extension
-	ok := wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var e Extension
-		if !s.ReadUint16((*uint16)(&e.Type)) || !wire.ReadVarintBytes(s, &e.Data) {
-			return false
-		}
-		exts = append(exts, e)
-		return true
-	})
-	if !ok {
-		return false
-	}
-	*out = exts
-	return true
+	return wire.ReadSharedList(s, out, skipExtension, readExtension)
+}
+
+func readExtension(s *cryptobyte.String, e *Extension) bool {
+	return s.ReadUint16((*uint16)(&e.Type)) && wire.ReadVarintSlice(s, &e.Data)
+}
+
+func skipExtension(s *cryptobyte.String) bool {
+	var e Extension
+	return readExtension(s, &e)
 }
 
 // DuplicateExtension reports whether exts lists some extension type more
