@@ -44,6 +44,8 @@ func (c *Config) maxCachedProposals() int {
 // commit, and why. The proposal stays cached: another member may still
 // commit it, and it disappears with the epoch.
 type DroppedProposal struct {
+	// Ref is the proposal's reference, Proposal the proposal (the caller
+	// must not modify it) and Sender who sent it.
 	Ref      ProposalRef
 	Proposal *Proposal
 	Sender   Sender
