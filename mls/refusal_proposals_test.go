@@ -148,7 +148,12 @@ func TestCommitDropsExpiredKeyPackage(t *testing.T) {
 	require.NoError(t, err)
 	rfaProcess(t, prop, alice, carol)
 
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.ErrorIs(t, err, ErrPendingProposals)
 	now = now.Add(3 * time.Hour)
+	// The expired Add is no valid proposal: it does not hold up sending.
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.NoError(t, err)
 	pc, err := alice.g.Commit(nil)
 	require.NoError(t, err)
 	require.Len(t, pc.Dropped, 1)
