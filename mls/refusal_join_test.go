@@ -27,7 +27,7 @@ func welcomeFixture(t *testing.T, gopts *GroupOptions, kpOpts *KeyPackageOptions
 	dave := newMember(t, cs, "dave")
 	kpp, err := GenerateKeyPackage(cs, dave.cred, dave.sig, kpOpts)
 	require.NoError(t, err)
-	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kpp.KeyPackage}})
+	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kpp.KeyPackage}, ForcePath: true})
 	require.NoError(t, err)
 	return ms[0], pc.Welcome, kpp
 }
@@ -100,6 +100,11 @@ func TestRefuseWelcome(t *testing.T) {
 			// checked on every leaf), before the joiner's own check.
 			gi.GroupContext.Extensions = append(gi.GroupContext.Extensions, Extension{Type: testExtension, Data: []byte("x")})
 		}, []any{anyOf{ErrUnsupported, treekem.ErrCapabilities}}},
+		{"path-secret", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
+			// §12.4.3.1: the path secret must give the keys in the tree.
+			require.NotNil(t, gs.PathSecret)
+			gs.PathSecret = bytes.Repeat([]byte{7}, len(gs.PathSecret))
+		}, []any{"12.4.3.1", treekem.ErrPublicKeyMismatch}},
 		{"confirmation-tag", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) { gi.ConfirmationTag[0] ^= 1 }, []any{ErrDecryption}},
 		{"psk-nonce-length", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
 			gs.PSKs = []PreSharedKeyID{{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("k"), PSKNonce: make([]byte, 5)}}
