@@ -113,3 +113,82 @@ func TestRefuseBlankMemberPath(t *testing.T) {
 	_, _, err = tree.ImportPathSecret(g.members[0].private, 2, ps)
 	require.ErrorIs(t, err, treekem.ErrPublicKeyMismatch, "a path secret that does not give the tree's keys")
 }
+
+// reparsed returns a fresh copy of g's tree, to change in place.
+func reparsed(t *testing.T, g *group) *treekem.Tree {
+	t.Helper()
+	tree, err := treekem.ParseTree(g.cs, g.tree.Bytes())
+	require.NoError(t, err)
+	return tree
+}
+
+func TestRefuseTreeStructure(t *testing.T) {
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	// Eight leaves: a commit from leaf 0 of five members fills nodes 1, 3
+	// and 7, then three members are added at leaves 5 to 7, unmerged at
+	// the root.
+	g := newGroup(t, cs, 5)
+	g.commitLocal(t, 0)
+	for _, n := range []string{"f", "g", "h"} {
+		g.add(t, newMember(t, cs, n))
+	}
+	require.Equal(t, []treekem.LeafIndex{5, 6, 7}, g.tree.ParentNode(7).UnmergedLeaves)
+	require.NoError(t, reparsed(t, g).Validate(g.opts()), "the genuine tree")
+
+	// Seven members and a commit from leaf 6 fill nodes 13, 11 and 7; the
+	// eighth member is unmerged at all three.
+	g8 := newGroup(t, cs, 7)
+	g8.commitLocal(t, 6)
+	g8.add(t, newMember(t, cs, "h"))
+	require.NoError(t, reparsed(t, g8).Validate(g8.opts()), "the genuine tree of eight")
+
+	cases := []struct {
+		name string
+		g    *group
+		edit func(tree *treekem.Tree)
+		want []error
+	}{
+		{"unmerged-unsorted", g, func(tree *treekem.Tree) { tree.ParentNode(7).UnmergedLeaves = []treekem.LeafIndex{6, 5, 7} }, nil},
+		{"unmerged-out-of-range", g, func(tree *treekem.Tree) { tree.ParentNode(7).UnmergedLeaves = []treekem.LeafIndex{5, 6, 99} }, nil},
+		{"unmerged-not-below", g, func(tree *treekem.Tree) { tree.ParentNode(3).UnmergedLeaves = []treekem.LeafIndex{5} }, nil},
+		{"unmerged-missing-below", g8, func(tree *treekem.Tree) { tree.ParentNode(11).UnmergedLeaves = nil }, nil},
+		{"duplicate-encryption-key", g, func(tree *treekem.Tree) {
+			tree.Leaf(1).EncryptionKey = bytes.Clone(tree.Leaf(0).EncryptionKey)
+		}, []error{treekem.ErrDuplicateKey}},
+		{"duplicate-signature-key", g, func(tree *treekem.Tree) {
+			tree.Leaf(1).SignatureKey = bytes.Clone(tree.Leaf(0).SignatureKey)
+		}, []error{treekem.ErrDuplicateKey}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tree := reparsed(t, c.g)
+			c.edit(tree)
+			err := tree.Validate(c.g.opts())
+			require.ErrorIs(t, err, treekem.ErrInvalidTree)
+			for _, w := range c.want {
+				require.ErrorIs(t, err, w)
+			}
+		})
+	}
+	t.Run("credential-type-unsupported", func(t *testing.T) {
+		// A member that supports only its own credential type, while the
+		// others use basic credentials (§7.3).
+		g2 := newGroup(t, cs, 2)
+		m := newMember(t, cs, "x")
+		m.leaf = resigned(t, cs, m, func(l *treekem.LeafNode) {
+			l.Credential = treekem.Credential{Type: 0x0a0a, Data: []byte("x")}
+			l.Capabilities.Credentials = []treekem.CredentialType{0x0a0a}
+		})
+		g2.add(t, m)
+		err := reparsed(t, g2).Validate(g2.opts())
+		require.ErrorIs(t, err, treekem.ErrInvalidTree)
+		require.ErrorIs(t, err, treekem.ErrCapabilities)
+	})
+	t.Run("unmerged-blank", func(t *testing.T) {
+		g3 := newGroup(t, cs, 3)
+		g3.commitLocal(t, 0)
+		tree := reparsed(t, g3)
+		tree.ParentNode(3).UnmergedLeaves = []treekem.LeafIndex{3}
+		require.ErrorIs(t, tree.Validate(g3.opts()), treekem.ErrInvalidTree)
+	})
+}
