@@ -186,7 +186,7 @@ func writePQSeeds(t *testing.T, dir string) {
 	kp := dave.keyPackage(t, cs)
 	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}, ForcePath: true})
 	require.NoError(t, err)
-	gi, err := ms[0].g.GroupInfo(true, true)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	enc := func(f func() ([]byte, error)) []byte {
 		b, err := f()

@@ -24,6 +24,7 @@ import (
 //	"k" epoch_id              EpochKeys                     once per epoch, again
 //	                                                        (smaller) when it becomes past
 //	"c" uint32 index hash16   nodes of one tree chunk       when a commit changes the chunk
+//	                          (StoredChunk, chunkcodec.go)
 //	"s" epoch_id uint32 node  keyschedule.SecretTreeEntry   when a message changes it
 //	"p" proposal_ref          CachedProposal                when a proposal is received
 //	"P"                       PendingCommitRecord           before sending a commit
@@ -264,7 +265,8 @@ func (g *Group) senderLeafCount(t *treekem.Tree, fr *framer) uint32 {
 type lazyTree struct {
 	cs        CipherSuite
 	leafCount uint32
-	chunks    [][]byte // raw chunk encodings, in order
+	chunks    [][]byte // stored chunks (see packChunk), in order
+	leaves    map[LeafIndex]*LeafNode
 }
 
 // leaf decodes the leaf l from its chunk.
@@ -277,7 +279,14 @@ func (t *lazyTree) leaf(l LeafIndex) (*LeafNode, error) {
 	if c >= uint64(len(t.chunks)) {
 		return nil, nil // beyond the last non-blank node
 	}
-	s := cryptobyte.String(t.chunks[c])
+	if leaf, ok := t.leaves[l]; ok {
+		return leaf, nil
+	}
+	raw, err := unpackChunk(t.chunks[c])
+	if err != nil {
+		return nil, err
+	}
+	s := cryptobyte.String(raw)
 	for i := c * treeChunkNodes; i < n; i++ {
 		if !skipNode(&s) {
 			return nil, wire.ErrMalformed
@@ -298,20 +307,30 @@ func (t *lazyTree) leaf(l LeafIndex) (*LeafNode, error) {
 	if !s.ReadUint8(&typ) || treekem.NodeType(typ) != treekem.NodeTypeLeaf || !leaf.Unmarshal(&s) {
 		return nil, wire.ErrMalformed
 	}
+	if t.leaves == nil {
+		t.leaves = make(map[LeafIndex]*LeafNode)
+	}
+	t.leaves[l] = leaf
 	return leaf, nil
 }
 
 // materialize decodes the whole tree.
 func (t *lazyTree) materialize() (*treekem.Tree, error) {
+	raws := make([][]byte, len(t.chunks))
 	size := 0
-	for _, c := range t.chunks {
-		size += len(c)
-	}
-	if size > wire.MaxVarint {
-		return nil, errors.New("ratchet tree too large")
+	for i, c := range t.chunks {
+		raw, err := unpackChunk(c)
+		if err != nil {
+			return nil, err
+		}
+		raws[i] = raw
+		size += len(raw)
+		if size > wire.MaxVarint {
+			return nil, errors.New("ratchet tree too large")
+		}
 	}
 	enc := wire.AppendVarint(make([]byte, 0, size+4), uint32(size))
-	for _, c := range t.chunks {
+	for _, c := range raws {
 		enc = append(enc, c...)
 	}
 	tree, err := treekem.ParseTree(t.cs, enc)
@@ -352,7 +371,7 @@ func treeChunks(t, prev *treekem.Tree, prevRefs []chunkRef, stored map[chunkRef]
 		h := sha256.Sum256(enc)
 		refs[c] = chunkRef{index: c}
 		copy(refs[c].hash[:], h[:])
-		encs[c] = enc
+		encs[c] = packChunk(enc)
 	}
 	return refs, encs
 }

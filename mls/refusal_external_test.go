@@ -18,7 +18,7 @@ func externalCommit(t *testing.T, opts *ExternalJoinOptions) ([]*member, *member
 	t.Helper()
 	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	ms := threeMembers(t, nil)
-	gi, err := ms[0].g.GroupInfo(true, true)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	eve := newMember(t, cs, "eve")
 	_, commit, err := JoinExternal(transmit(t, gi), eve.cred, eve.sig, opts, nil)

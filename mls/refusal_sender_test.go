@@ -21,7 +21,7 @@ func TestRefuseFraming(t *testing.T) {
 	}
 	t.Run("wire-format", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		gi, err := ms[0].g.GroupInfo(true, false)
+		gi, err := ms[0].g.GroupInfo(nil)
 		require.NoError(t, err)
 		refused(t, ms[1].g, gi, ErrUnsupported)
 	})

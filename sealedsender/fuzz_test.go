@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -130,6 +131,24 @@ func FuzzParseKeyDirectory(f *testing.F) {
 	})
 }
 
+// FuzzParseAuthorization checks the RFC 9577 credential parser: no panic,
+// a known error, and a token that survives re-encoding.
+func FuzzParseAuthorization(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := ParseAuthorization(string(data))
+		if err != nil {
+			if tok != nil || !isKnown(err) {
+				t.Fatalf("ParseAuthorization: %x, %v", tok, err)
+			}
+			return
+		}
+		again, err := ParseAuthorization(AuthorizationHeader(tok))
+		if err != nil || !bytes.Equal(again, tok) {
+			t.Fatalf("re-encoding: %v", err)
+		}
+	})
+}
+
 // FuzzParseWWWAuthenticate checks the RFC 9577 challenge parser: no
 // panic, a known error, and challenges that survive re-encoding.
 func FuzzParseWWWAuthenticate(f *testing.F) {
@@ -175,7 +194,7 @@ func FuzzAccept(f *testing.F) {
 var fuzzTargets = []string{
 	"FuzzParseEnvelope", "FuzzParseToken", "FuzzParseTokenChallenge", "FuzzParseTokenRequest",
 	"FuzzParseTokenResponse", "FuzzParseBatchTokenRequest", "FuzzParseBatchTokenResponse",
-	"FuzzParseKeyDirectory", "FuzzAccept", "FuzzParseWWWAuthenticate",
+	"FuzzParseKeyDirectory", "FuzzAccept", "FuzzParseWWWAuthenticate", "FuzzParseAuthorization",
 }
 
 // TestFuzzSeeds checks that every fuzz target has committed seeds where go
@@ -230,6 +249,8 @@ func writeSeeds(t *testing.T) {
 		ac, _ := iss.AuthChallenge([]byte("group"), 60)
 		add("FuzzParseWWWAuthenticate", []byte(`Basic realm="x", `+ac.String()))
 		add("FuzzParseWWWAuthenticate", []byte(AuthorizationHeader(toks[0])))
+		add("FuzzParseAuthorization", []byte(AuthorizationHeader(toks[0])))
+		add("FuzzParseAuthorization", []byte(`PrivateToken foo=bar, token=`+strings.TrimRight(AuthorizationHeader(toks[1])[20:], `"=`)))
 		env, _ := Seal(SchemePrivacyPass, toks[1], privateMessage([]byte("group"), 5, 1, []byte("ct")), []int{})
 		add("FuzzParseEnvelope", env)
 		add("FuzzAccept", env)

@@ -16,8 +16,10 @@
 //	GET  /v1/keypackages/{identity}        one KeyPackage of identity (handed out once, except last resort)
 //	POST /v1/welcomes                      an MLSMessage holding a Welcome
 //	GET  /v1/welcomes/{identity}           JSON list of the Welcomes queued for identity (taken)
-//	POST /v1/groups/{group}/messages       an MLSMessage; 409 if a commit of its epoch was accepted already
+//	POST /v1/groups/{group}/messages       an MLSMessage; JSON {seq}; 409 if a commit of its epoch was accepted
+//	                                       already; the same bytes again get the same seq (idempotent)
 //	GET  /v1/groups/{group}/messages?after=N   JSON list {seq, data} of the log after N
+//	GET  /v1/groups/{group}/commits/{epoch}    JSON {seq, data}: the commit accepted for epoch, or 404
 //	PUT  /v1/groups/{group}/groupinfo      an MLSMessage holding a GroupInfo
 //	GET  /v1/groups/{group}/groupinfo      the latest GroupInfo
 //
@@ -102,6 +104,7 @@ func newHandler(d *db) http.Handler {
 	h.mux.HandleFunc("GET /v1/welcomes/{identity}", h.getWelcomes)
 	h.mux.HandleFunc("POST /v1/groups/{group}/messages", h.postMessage)
 	h.mux.HandleFunc("GET /v1/groups/{group}/messages", h.getMessages)
+	h.mux.HandleFunc("GET /v1/groups/{group}/commits/{epoch}", h.getCommit)
 	h.mux.HandleFunc("PUT /v1/groups/{group}/groupinfo", h.putGroupInfo)
 	h.mux.HandleFunc("GET /v1/groups/{group}/groupinfo", h.getGroupInfo)
 	return h
@@ -276,6 +279,28 @@ func (h *handler) getMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, msgs)
+}
+
+// getCommit answers which commit, if any, the server accepted for an
+// epoch: what a client that crashed while committing needs to know
+// (mls.Group.RecoveredCommit).
+func (h *handler) getCommit(w http.ResponseWriter, r *http.Request) {
+	groupID, err := hexParam(r, "group")
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	epoch, err := strconv.ParseUint(r.PathValue("epoch"), 10, 64)
+	if err != nil {
+		fail(w, fmt.Errorf("%w: epoch must be a number", errBadRequest))
+		return
+	}
+	e, err := h.db.acceptedCommit(r.Context(), groupID, epoch)
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	writeJSON(w, e)
 }
 
 func (h *handler) putGroupInfo(w http.ResponseWriter, r *http.Request) {

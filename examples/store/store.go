@@ -1,5 +1,6 @@
-// Package store keeps MLS group states, KeyPackage private keys, PSKs and
-// spent sealed-sender tokens in an SQL database, through database/sql.
+// Package store keeps MLS groups (as the records of [mls.GroupStore]),
+// KeyPackage private keys, PSKs and spent sealed-sender tokens in an SQL
+// database, through database/sql.
 //
 // It implements [mls.GroupStore], [mls.KeyStore] and
 // [sealedsender.SpentStore]. The same statements run on SQLite (embedded,
@@ -8,9 +9,11 @@
 // with a PostgreSQL driver and pass [PostgreSQL] to [New].
 //
 // Every save is one transaction whose first statement is the conditional
-// write (compare-and-set on the group's revision), so that concurrent
-// writers, in one process or several sharing the database, serialize on
-// the database and exactly one of them wins.
+// write (compare-and-set on the group's revision in mls_groups), followed
+// by the record writes (mls_records, one row per record) and the deletion
+// of what the step consumed, so that concurrent writers, in one process or
+// several sharing the database, serialize on the database and exactly one
+// of them wins, and a crash leaves the whole step or none of it.
 //
 // The stored group states and KeyPackages hold secrets, in the clear:
 // keep the database on encrypted storage. SQLite is opened with
@@ -159,9 +162,15 @@ func toInt64(v uint64) (int64, error) {
 }
 
 // LoadGroupRecords implements [mls.GroupStore]. It reads the revision and
-// the records in one transaction, so that they belong to one save.
+// the records in one transaction on one snapshot (repeatable read on
+// PostgreSQL; SQLite transactions are serializable), so that they belong
+// to one save.
 func (s *Store) LoadGroupRecords(ctx context.Context, groupID []byte) (*mls.StoredGroup, error) {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.d.name != "sqlite"})
+	opts := &sql.TxOptions{}
+	if s.d.name != "sqlite" {
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: loading group: %w", err)
 	}
