@@ -126,9 +126,23 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
+	used := map[string]bool{}
 	ms = slices.DeleteFunc(ms, func(m *mutant) bool {
-		return skips[m.file+"\t*\t*"] || skips[m.file+"\t"+m.fn+"\t*"] || skips[m.file+"\t"+m.fn+"\t"+m.text]
+		for _, k := range []string{m.file + "\t*\t*", m.file + "\t" + m.fn + "\t*", m.file + "\t" + m.fn + "\t" + m.text} {
+			if skips[k] {
+				used[k] = true
+				return true
+			}
+		}
+		return false
 	})
+	if *files == "" && *sites == "" {
+		for k := range skips {
+			if !used[k] && slices.Contains(split(*pkgs), strings.Split(k, "/")[0]) {
+				fmt.Fprintf(os.Stderr, "mutants: skip entry matches no check (stale?): %s\n", strings.ReplaceAll(k, "\t", " | "))
+			}
+		}
+	}
 	if want := split(*sites); len(want) > 0 {
 		ms = slices.DeleteFunc(ms, func(m *mutant) bool { return !slices.Contains(want, m.site()) })
 	}
