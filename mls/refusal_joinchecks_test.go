@@ -127,6 +127,23 @@ func TestRefuseWelcome(t *testing.T) {
 			requireMatches(t, err, c.want...)
 		})
 	}
+	t.Run("signer-blank-inside", func(t *testing.T) {
+		// A blank leaf inside the tree (not past its end): alice removes
+		// bob and carol and adds dave, who takes leaf 1; leaf 2 stays
+		// blank between dave and erin.
+		ms := m6Group(t, cs, nil, nil, nil, "alice", "bob", "carol", "erin")
+		dave := newMember(t, cs, "dave")
+		kp := dave.keyPackage(t, cs)
+		pc, err := ms[0].g.Commit(&CommitOptions{Remove: []LeafIndex{1, 2}, Add: []*KeyPackage{kp.KeyPackage}})
+		require.NoError(t, err)
+		bad := resealWelcome(t, pc.Welcome, kp, ms[0].sig, func(gi *GroupInfo, _ *GroupSecrets) {
+			require.Nil(t, ratchetTreeOf(t, gi).Leaf(2))
+			gi.Signer = 2
+		})
+		_, err = Join(transmit(t, bad), kp, nil, nil)
+		requireMatches(t, err, "12.4.3.1")
+		require.NotErrorIs(t, err, ErrLeafIndexRange)
+	})
 	t.Run("group-info-signature", func(t *testing.T) {
 		// Signed by dave instead of alice, the signer.
 		_, w, kp := welcomeFixture(t, nil, nil)
