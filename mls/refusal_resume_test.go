@@ -97,3 +97,25 @@ func TestRefuseResumedWelcome(t *testing.T) {
 		requireMatches(t, checkResumedWelcome([]PreSharedKeyID{id}, reinitCtx(), tree, other), "11.2")
 	})
 }
+
+func TestRefuseAfterReInit(t *testing.T) {
+	// §12.4.2: once a ReInit commit is merged the group reads only late
+	// application messages.
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	ms := threeMembers(t, nil)
+	late, err := ms[2].g.EncryptApplication([]byte("late"), nil)
+	require.NoError(t, err)
+	proposal := forgeProposal(t, ms[2].g, WireFormatPublicMessage, externalPSKOf(cs, "k"))
+	privProposal := forgeProposal(t, ms[2].g, WireFormatPrivateMessage, externalPSKOf(cs, "k"))
+	ri := NewReInitProposal(ReInitProposal{GroupID: []byte("next group"), Version: MLS10, CipherSuite: cs})
+	pc, err := ms[0].g.Commit(&CommitOptions{Proposals: []Proposal{ri}})
+	require.NoError(t, err)
+	deliverCommit(t, ms[0], pc, ms)
+	require.NotNil(t, ms[1].g.PendingReInit())
+
+	refused(t, ms[1].g, proposal, ErrReInitialized)
+	refused(t, ms[1].g, privProposal, ErrReInitialized)
+	res, err := ms[1].g.Process(transmit(t, late))
+	require.NoError(t, err, "a late application message is still read")
+	require.Equal(t, "late", string(res.ApplicationData))
+}
