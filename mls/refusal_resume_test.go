@@ -119,3 +119,15 @@ func TestRefuseAfterReInit(t *testing.T) {
 	require.NoError(t, err, "a late application message is still read")
 	require.Equal(t, "late", string(res.ApplicationData))
 }
+
+func TestRefuseGroupSecretsTrailingData(t *testing.T) {
+	// GroupSecrets that decrypt but do not parse exactly (a stray byte
+	// after them) are malformed, even though every field is there.
+	alice, w, kp := welcomeFixture(t, nil, nil)
+	bad := resealWelcomeSuffix(t, w, kp, alice.sig, func(*GroupInfo, *GroupSecrets) {}, []byte{0})
+	_, err := Join(transmit(t, bad), kp, nil, nil)
+	requireMatches(t, err, ErrMalformed)
+	good := resealWelcome(t, w, kp, alice.sig, func(*GroupInfo, *GroupSecrets) {})
+	_, err = Join(transmit(t, good), kp, nil, nil)
+	require.NoError(t, err, "the same Welcome sealed again without the stray byte")
+}
