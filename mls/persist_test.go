@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -332,4 +333,126 @@ func TestPersistMigrateFixture(t *testing.T) {
 			checkAgreement(t, []*member{alice, bob})
 		})
 	}
+}
+
+// TestLoadManyCachedProposals loads groups with many cached proposals (an
+// outsider can make a member cache up to Config.MaxCachedProposals) and
+// checks that loading grows linearly: from 4,000 to 32,000 proposals the
+// allocations grow about 8x, and stay within 16x the stored bytes, for
+// both the whole-state export and the records.
+func TestLoadManyCachedProposals(t *testing.T) {
+	ctx := context.Background()
+	type cost struct{ allocs, bytes, input float64 }
+	measure := func(k int) (whole, records cost) {
+		cfg := &Config{MaxCachedProposals: 40000}
+		alice, _ := twoMembers(t, cfg)
+		g := alice.g
+		g.cfg = *cfg
+		for i := range k {
+			ref := make([]byte, g.cs.HashSize())
+			copy(ref, fmt.Appendf(nil, "proposal %d", i))
+			p := &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: 1}}
+			require.NoError(t, g.state.addProposal(cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}}, 40000))
+		}
+		state, err := g.MarshalState()
+		require.NoError(t, err)
+		s := NewMemoryStore()
+		require.NoError(t, SaveGroup(ctx, s, g, nil))
+		run := func(f func()) cost {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			f()
+			runtime.ReadMemStats(&after)
+			return cost{allocs: float64(after.Mallocs - before.Mallocs), bytes: float64(after.TotalAlloc - before.TotalAlloc)}
+		}
+		whole = run(func() {
+			l, err := LoadGroup(state, cfg)
+			require.NoError(t, err)
+			require.Len(t, l.state.proposals, k)
+		})
+		whole.input = float64(len(state))
+		sg, err := s.LoadGroupRecords(ctx, g.GroupID())
+		require.NoError(t, err)
+		records = run(func() {
+			l, err := OpenGroup(ctx, s, g.GroupID(), cfg)
+			require.NoError(t, err)
+			require.Len(t, l.state.proposals, k)
+		})
+		for _, r := range sg.Records {
+			records.input += float64(len(r.Key) + len(r.Value))
+		}
+		return whole, records
+	}
+	w1, r1 := measure(4000)
+	w2, r2 := measure(32000)
+	for _, c := range []struct {
+		name   string
+		c1, c2 cost
+	}{{"LoadGroup", w1, w2}, {"OpenGroup", r1, r2}} {
+		t.Logf("%s: %.0f -> %.0f allocations, %.0f -> %.0f bytes for %.0f -> %.0f input bytes", c.name, c.c1.allocs, c.c2.allocs, c.c1.bytes, c.c2.bytes, c.c1.input, c.c2.input)
+		require.Less(t, c.c2.allocs/c.c1.allocs, 10.0, c.name)
+		require.Less(t, c.c2.bytes, 16*c.c2.input, c.name)
+	}
+	// A duplicate reference in a state is refused.
+	alice, _ := twoMembers(t, nil)
+	ref := make([]byte, alice.g.cs.HashSize())
+	p := &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: 1}}
+	alice.g.state.proposals = append(alice.g.state.proposals, cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}}, cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}})
+	state, err := alice.g.MarshalState()
+	require.NoError(t, err)
+	_, err = LoadGroup(state, nil)
+	require.ErrorIs(t, err, ErrInvalidState)
+}
+
+// countingKeys counts the lookups of a KeyStore.
+type countingKeys struct {
+	KeyStore
+	finds, gets int
+}
+
+func (c *countingKeys) FindKeyPackage(ctx context.Context, refs []KeyPackageRef) (KeyPackageRef, *KeyPackagePrivate, error) {
+	c.finds++
+	return c.KeyStore.FindKeyPackage(ctx, refs)
+}
+
+func (c *countingKeys) KeyPackagePrivate(ctx context.Context, ref KeyPackageRef) (*KeyPackagePrivate, error) {
+	c.gets++
+	return c.KeyStore.KeyPackagePrivate(ctx, ref)
+}
+
+// TestJoinWithStoreOneLookup checks that joining from a Welcome with
+// 100,000 entries asks the key store once.
+func TestJoinWithStoreOneLookup(t *testing.T) {
+	ctx := context.Background()
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	alice, bob := newMember(t, cs, "alice"), newMember(t, cs, "bob")
+	var err error
+	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
+	require.NoError(t, err)
+	kp := bob.keyPackage(t, cs)
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
+	require.NoError(t, err)
+	w := transmit(t, pc.Welcome)
+	mine := w.Welcome.Secrets[0]
+	secrets := make([]EncryptedGroupSecrets, 0, 100000)
+	for i := range 100000 - 1 {
+		other := mine
+		other.NewMember = fmt.Appendf(make([]byte, 0, 32), "%032d", i)
+		secrets = append(secrets, other)
+	}
+	w.Welcome.Secrets = append(secrets, mine) // ours last
+	keys := &countingKeys{KeyStore: NewMemoryStore()}
+	require.NoError(t, keys.PutKeyPackage(ctx, kp))
+	g, consumed, err := JoinWithStore(ctx, w, keys, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, 1, keys.finds)
+	require.Zero(t, keys.gets)
+	require.Len(t, consumed.KeyPackages, 1)
+	require.EqualValues(t, 1, g.Epoch())
+	// A Welcome with no entry for this client: ErrNotMember, one lookup.
+	w.Welcome.Secrets = secrets
+	_, _, err = JoinWithStore(ctx, w, keys, nil, nil)
+	require.ErrorIs(t, err, ErrNotMember)
+	require.Equal(t, 2, keys.finds)
 }

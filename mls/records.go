@@ -795,6 +795,13 @@ func sortRecords(recs []Record) (*loadedRecords, error) {
 		chunks:  map[chunkRef][]byte{},
 		secrets: map[epochID][]keyschedule.SecretTreeEntry{},
 	}
+	nProposals := 0
+	for _, r := range recs {
+		if len(r.Key) > 0 && r.Key[0] == keyProposal {
+			nProposals++
+		}
+	}
+	lr.proposals = make([][2][]byte, 0, nProposals)
 	for _, r := range recs {
 		k := r.Key
 		if len(k) == 0 {
@@ -1024,6 +1031,7 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 	// Cached proposals, in the order of their references (the cache is
 	// unordered), checked for duplicates in linear time.
 	refs := make(map[string]struct{}, len(lr.proposals))
+	st.proposals = make([]cachedProposal, 0, len(lr.proposals))
 	for _, kv := range lr.proposals {
 		var c cachedProposal
 		c.proposal = new(Proposal)
