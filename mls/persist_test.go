@@ -456,3 +456,34 @@ func TestJoinWithStoreOneLookup(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotMember)
 	require.Equal(t, 2, keys.finds)
 }
+
+// TestJoinWithStoreHeldGroupID checks that a Welcome for a group ID the
+// store already holds is refused, and changes nothing.
+func TestJoinWithStoreHeldGroupID(t *testing.T) {
+	ctx := context.Background()
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	alice, bob := newMember(t, cs, "alice"), newMember(t, cs, "bob")
+	var err error
+	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
+	require.NoError(t, err)
+	s := NewMemoryStore()
+	kp1, kp2 := bob.keyPackage(t, cs), newMember(t, cs, "bob's other device").keyPackage(t, cs)
+	require.NoError(t, s.PutKeyPackage(ctx, kp1))
+	require.NoError(t, s.PutKeyPackage(ctx, kp2))
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp1.KeyPackage}})
+	require.NoError(t, err)
+	g, consumed, err := JoinWithStore(ctx, transmit(t, pc.Welcome), s, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, SaveGroup(ctx, s, g, &SaveOptions{Consumed: consumed}))
+	// A second Welcome to the same group ID, for another KeyPackage.
+	require.NoError(t, alice.g.MergePendingCommit(pc))
+	pc, err = alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp2.KeyPackage}})
+	require.NoError(t, err)
+	_, _, err = JoinWithStore(ctx, transmit(t, pc.Welcome), s, nil, nil)
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	require.Equal(t, "12.4.3.1", ve.Section)
+	ref2, _ := kp2.KeyPackage.Ref()
+	_, err = s.KeyPackagePrivate(ctx, ref2)
+	require.NoError(t, err, "the refused join consumed the KeyPackage")
+}
