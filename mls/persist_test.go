@@ -487,3 +487,20 @@ func TestJoinWithStoreHeldGroupID(t *testing.T) {
 	_, err = s.KeyPackagePrivate(ctx, ref2)
 	require.NoError(t, err, "the refused join consumed the KeyPackage")
 }
+
+// TestPersistRemovedMember checks that a member removed from the group
+// saves the erasure of its init secret and its inactivity.
+func TestPersistRemovedMember(t *testing.T) {
+	alice, bob := twoMembers(t, nil)
+	s := NewMemoryStore()
+	reopen(t, s, bob)
+	pc, err := alice.g.Commit(&CommitOptions{Remove: []LeafIndex{bob.g.OwnLeafIndex()}})
+	require.NoError(t, err)
+	res := process(t, bob, pc.Commit)
+	require.True(t, res.Commit.SelfRemoved)
+	require.NoError(t, bob.g.Merge(res.Commit))
+	require.False(t, bob.g.Active())
+	reopen(t, s, bob)
+	require.False(t, bob.g.Active())
+	require.Nil(t, bob.g.state.secrets.NextInit(), "the init secret came back from the store")
+}
