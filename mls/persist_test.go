@@ -3,6 +3,9 @@ package mls
 import (
 	"context"
 	"fmt"
+	"bytes"
+	"errors"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"testing"
@@ -503,4 +506,62 @@ func TestPersistRemovedMember(t *testing.T) {
 	reopen(t, s, bob)
 	require.False(t, bob.g.Active())
 	require.Nil(t, bob.g.state.secrets.NextInit(), "the init secret came back from the store")
+}
+
+// TestOpenGroupCorrupted opens groups whose records were corrupted one
+// at a time (truncated, a byte flipped, deleted): OpenGroup and the
+// operations after it fail with errors matching ErrInvalidState (or a
+// message error), and never panic.
+func TestOpenGroupCorrupted(t *testing.T) {
+	ctx := context.Background()
+	alice, bob := twoMembers(t, nil)
+	for range 2 { // past epochs
+		pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		deliverCommit(t, alice, pc, []*member{alice, bob})
+	}
+	prop, err := alice.g.ProposeUpdate()
+	require.NoError(t, err)
+	process(t, bob, prop)
+	s := NewMemoryStore()
+	require.NoError(t, SaveGroup(ctx, s, bob.g, nil))
+	msg := encrypt(t, alice.g, "hello")
+	sg, err := s.LoadGroupRecords(ctx, bob.g.GroupID())
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	try := func(recs []Record) {
+		c := NewMemoryStore()
+		_, err := c.SaveGroupRecords(ctx, bob.g.GroupID(), 0, recs, nil)
+		require.NoError(t, err)
+		g, err := OpenGroup(ctx, c, bob.g.GroupID(), nil)
+		if err != nil {
+			require.ErrorIs(t, err, ErrInvalidState)
+			return
+		}
+		g.Process(transmit(t, msg))
+		g.Members()
+		if _, err := g.Commit(nil); err != nil && !errors.Is(err, ErrInvalidState) {
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+		}
+		g.MarshalState()
+	}
+	for i := range sg.Records {
+		for k := range 6 {
+			recs := make([]Record, len(sg.Records))
+			for j, r := range sg.Records {
+				recs[j] = Record{Key: r.Key, Value: bytes.Clone(r.Value)}
+			}
+			v := recs[i].Value
+			switch {
+			case k == 0:
+				recs = append(recs[:i], recs[i+1:]...)
+			case k == 1 && len(v) > 0:
+				recs[i].Value = v[:rng.IntN(len(v))]
+			case len(v) > 0:
+				v[rng.IntN(len(v))] ^= byte(1 + rng.IntN(255))
+			}
+			try(recs)
+		}
+	}
 }
