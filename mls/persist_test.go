@@ -1,10 +1,10 @@
 package mls
 
 import (
-	"context"
-	"fmt"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"runtime"
