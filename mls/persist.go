@@ -105,10 +105,12 @@ func save(ctx context.Context, s GroupStore, g *Group, pc *PendingCommit, opts *
 
 // OpenGroup loads the group groupID from s, with the application's
 // choices cfg (nil selects the defaults). It decodes only what the next
-// operation needs: the epoch's secrets, the secret-tree entries and the
-// head of the record set. The ratchet tree stays encoded until an
+// operation needs: the group's head record, the kept epochs' secrets and
+// their secret-tree entries. The ratchet tree stays encoded until an
 // operation needs more than a sender's leaf (a commit, a proposal,
-// [Group.Members]); decrypting an application message decodes one chunk.
+// [Group.Members]); decrypting an application message decodes the one
+// chunk of 32 nodes that holds the sender's leaf, and the whole tree is
+// checked against the GroupContext's tree hash when it is decoded.
 //
 // If the store holds a commit this member stored with [SavePendingCommit]
 // and had not resolved, [Group.RecoveredCommit] returns it. Errors match

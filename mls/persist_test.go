@@ -257,6 +257,26 @@ func TestPersistPendingCommit(t *testing.T) {
 		}
 	}
 
+	// A second commit stored from the same epoch replaces the first.
+	p1, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+	require.NoError(t, err)
+	require.NoError(t, SavePendingCommit(ctx, sa, alice.g, p1, nil))
+	p2, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+	require.NoError(t, err)
+	require.NoError(t, SavePendingCommit(ctx, sa, alice.g, p2, nil))
+	g, err = OpenGroup(ctx, sa, alice.g.GroupID(), nil)
+	require.NoError(t, err)
+	require.True(t, g.RecoveredCommit().Is(p2.Commit))
+	sg, err = sa.LoadGroupRecords(ctx, alice.g.GroupID())
+	require.NoError(t, err)
+	first := alice.g.persist().epochInfo(p1.staged.state.framer).id
+	for _, r := range sg.Records {
+		if r.Key[0] == keyEpoch || r.Key[0] == keyKeys {
+			require.NotEqual(t, first[:], r.Key[1:], "records of the replaced commit's epoch")
+		}
+	}
+	require.NoError(t, SaveGroup(ctx, sa, alice.g, &SaveOptions{DiscardPendingCommit: true}))
+
 	// A commit the delivery service refused for good is discarded.
 	pa, err = alice.g.Commit(&CommitOptions{ForcePath: true})
 	require.NoError(t, err)
