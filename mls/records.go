@@ -980,7 +980,7 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 	}
 
 	p := g.persist()
-	p.revision = p.revision + revision
+	p.revision = revision
 	p.head = sha256.Sum256(lr.head)
 	for r := range lr.chunks {
 		p.chunks[r] = 0
