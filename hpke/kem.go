@@ -15,7 +15,7 @@ import (
 	"github.com/cloudflare/circl/kem/mlkem/mlkem512"
 )
 
-// PrivateKey is an HPKE private key (a DHKEM decapsulation key) of one cipher
+// PrivateKey is an HPKE private key (a decapsulation key) of one cipher
 // suite. It must be kept secret. It prints as "[redacted]" with every fmt
 // verb. A PrivateKey is immutable and safe for concurrent use.
 type PrivateKey struct {
@@ -28,8 +28,9 @@ type PrivateKey struct {
 }
 
 // Bytes returns the serialized private key (Nsk bytes), the form accepted by
-// [CipherSuite.NewPrivateKey]. The result must be kept secret; the caller owns
-// it. For X25519 and X448 the bytes are returned exactly as they were
+// [CipherSuite.NewPrivateKey]: for the KEMs of draft-ietf-hpke-pq, the
+// 64-byte ML-KEM seed d || z or the 32-byte seed of a hybrid KEM. The result
+// must be kept secret; the caller owns it. For X25519 and X448 the bytes are returned exactly as they were
 // generated, derived or passed to NewPrivateKey, without the clamping that
 // RFC 9180, Section 7.1.2 describes; clamping happens inside the DH function,
 // so both forms denote the same key.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/microchat/e2ee/treekem"
 )
 
 func TestKeyPackageValidate(t *testing.T) {
@@ -96,4 +98,33 @@ func TestGroupInfoOptionsAndSuite(t *testing.T) {
 	require.NoError(t, err)
 	_, ok := app.CipherSuite()
 	assert.False(t, ok, "a group message does not carry its suite")
+}
+
+// TestMalformedSignatureKeyNamed: a KeyPackage whose signature key is a
+// compressed P-256 point (which some implementations send) is reported as
+// malformed, naming the field, not as a bad signature.
+func TestMalformedSignatureKeyNamed(t *testing.T) {
+	cs := MLS_128_DHKEMP256_AES128GCM_SHA256_P256
+	bob := newMember(t, cs, "bob")
+	kp, err := GenerateKeyPackage(cs, bob.cred, bob.sig, nil)
+	require.NoError(t, err)
+	pub := kp.KeyPackage.LeafNode.SignatureKey
+	require.Len(t, pub, 65)
+	compressed := append([]byte{2 + pub[64]&1}, pub[1:33]...)
+	kp.KeyPackage.LeafNode.SignatureKey = compressed
+	err = kp.KeyPackage.Validate(nil)
+	require.ErrorIs(t, err, ErrMalformed)
+	assert.NotErrorIs(t, err, ErrInvalidSignature)
+	assert.Contains(t, err.Error(), "signature_key")
+}
+
+// TestMalformedMatchesAcrossPackages: bytes that fail to decode in any
+// layer match mls.ErrMalformed.
+func TestMalformedMatchesAcrossPackages(t *testing.T) {
+	_, err := treekem.ParseLeafNode([]byte{0xff})
+	require.ErrorIs(t, err, treekem.ErrMalformed)
+	require.ErrorIs(t, err, ErrMalformed)
+	_, err = ParseMessage([]byte{0, 1})
+	require.ErrorIs(t, err, ErrMalformed)
+	require.ErrorIs(t, err, treekem.ErrMalformed)
 }

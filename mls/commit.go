@@ -13,19 +13,49 @@ import (
 	"github.com/microchat/e2ee/treekem"
 )
 
-// WireFormatPolicy says how this member sends handshake messages.
+// WireFormatPolicy says how this member sends handshake messages, and
+// which wire formats it accepts for members' handshake messages.
 type WireFormatPolicy uint8
 
 // Wire format policies.
 const (
 	// HandshakePublic sends proposals and commits as PublicMessage, so the
-	// delivery service can see and order them (the default).
+	// delivery service can see and order them (the default). Members'
+	// handshake messages are accepted in either wire format.
 	HandshakePublic WireFormatPolicy = iota
 	// HandshakePrivate sends proposals and commits as PrivateMessage, which
 	// hides even the sender from the delivery service (as sealed sender
-	// requires).
+	// requires), and refuses a member's proposal or commit that arrives as
+	// a PublicMessage with [ErrWireFormatPolicy]. Non-members' messages
+	// (external senders, new members, external commits) can only be
+	// PublicMessages and are still accepted.
 	HandshakePrivate
+	// HandshakePublicOnly sends as HandshakePublic does and refuses a
+	// proposal or commit that arrives as a PrivateMessage with
+	// [ErrWireFormatPolicy], for groups whose delivery service must see
+	// every handshake message.
+	HandshakePublicOnly
 )
+
+// ErrWireFormatPolicy means a handshake message arrived in a wire format
+// the group's [Config.Handshake] policy refuses. It comes wrapped in a
+// [ValidationError].
+var ErrWireFormatPolicy = errors.New("mls: handshake wire format refused by the group's policy")
+
+// checkWireFormat applies the group's wire format policy to a received
+// message of the current epoch (RFC 9420, §6: which wire format handshake
+// messages use is the application's choice, and it must hold on input).
+func (g *Group) checkWireFormat(msg *MLSMessage) error {
+	switch {
+	case g.cfg.Handshake == HandshakePrivate && msg.WireFormat == WireFormatPublicMessage &&
+		msg.PublicMessage.Content.Sender.Type == SenderTypeMember:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: member's handshake as PublicMessage in a group using PrivateMessage", ErrWireFormatPolicy)}
+	case g.cfg.Handshake == HandshakePublicOnly && msg.WireFormat == WireFormatPrivateMessage &&
+		msg.PrivateMessage.ContentType != ContentTypeApplication:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: handshake as PrivateMessage in a group using PublicMessage", ErrWireFormatPolicy)}
+	}
+	return nil
+}
 
 // framedContent returns a FramedContent of the current epoch sent by this
 // member.
@@ -77,9 +107,17 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 // PrivateMessage (RFC 9420, §6.3), with authenticatedData sent in the clear
 // but authenticated. It consumes one key of this member's application
 // ratchet, so the group's state must be persisted afterwards.
+//
+// A member holding valid proposals of the current epoch must commit them
+// before sending application data (RFC 9420, §12.4): EncryptApplication
+// then fails with [ErrPendingProposals]. Proposals a commit of this member
+// would leave out (see [PendingCommit.Dropped]) do not count.
 func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
+	}
+	if n := g.pendingProposals(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of epoch %d", ErrPendingProposals, n, g.state.ctx.Epoch)
 	}
 	c := g.framedContent(authenticatedData)
 	c.ContentType = ContentTypeApplication
@@ -511,7 +549,14 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 	if err != nil {
 		return nil, err
 	}
-	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI}
+	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI, Secrets: make([]EncryptedGroupSecrets, 0, len(apply.added))}
+	// The encrypted GroupInfo, which holds the tree, is the context of
+	// every entry (§12.4.3.1): hash it once, not once per new member, or
+	// adding k members costs O(k(n+k)).
+	enc, err := cs.NewLabeledEncryptor("Welcome", encGI)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range apply.added {
 		leaf := tree.Leaf(l)
 		kp := apply.addedKeyPackages[l]
@@ -528,7 +573,7 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 		if err != nil {
 			return nil, err
 		}
-		kem, ct, err := cs.EncryptWithLabel(kp.InitKey, "Welcome", encGI, pt)
+		kem, ct, err := enc.Encrypt(kp.InitKey, pt)
 		clear(pt)
 		if err != nil {
 			return nil, fmt.Errorf("mls: encrypting group secrets: %w", err)

@@ -83,6 +83,8 @@ type Config struct {
 	// ResumptionPSKEpochs is how many epochs' resumption PSKs the group
 	// keeps for PSK proposals. Zero selects DefaultResumptionPSKEpochs.
 	ResumptionPSKEpochs int
+	// Limits bounds counts RFC 9420 leaves open (see [Limits]).
+	Limits Limits
 }
 
 // Defaults of [Config].

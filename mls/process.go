@@ -177,6 +177,10 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return g.processPastApplication(msg.PrivateMessage)
 	}
 
+	if err := g.checkWireFormat(msg); err != nil {
+		return nil, err
+	}
+
 	// The whole content is validated before anything changes: for a
 	// PrivateMessage, inside the callback that runs before its ratchet key
 	// is consumed, so that a message with a valid signature but invalid
@@ -455,6 +459,10 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if !p.ReInit.CipherSuite.Supported() {
 			return fmt.Errorf("%w: ReInit cipher suite %v", ErrUnsupported, p.ReInit.CipherSuite)
 		}
+		// The extensions become the new group's GroupContext extensions:
+		// no type twice (§13.4), and those this package reads well formed;
+		// otherwise the group would merge a ReInit it cannot carry out.
+		return checkExtensionsSyntax(p.ReInit.Extensions)
 	case ProposalTypeExternalInit:
 	case ProposalTypeGroupContextExtensions:
 		// Whether the members support the new extensions depends on the
@@ -527,6 +535,9 @@ type resolvedProposal struct {
 // resolveProposals turns a commit's proposal list into proposals, looking up
 // references in the epoch's cache.
 func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sender) ([]resolvedProposal, error) {
+	if max := g.cfg.Limits.maxProposals(); len(commit.Proposals) > max {
+		return nil, limitError("12.4", "proposals per commit", max)
+	}
 	out := make([]resolvedProposal, 0, len(commit.Proposals))
 	for i := range commit.Proposals {
 		por := &commit.Proposals[i]
@@ -700,16 +711,17 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 // applyProposalsLinked is applyProposals allowing resumption PSKs of usage
 // link (see checkProposalInCommit).
 func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, committer Sender, link keyschedule.ResumptionPSKUsage) (*appliedProposals, error) {
-	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0}
+	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0, proposals: make([]*Proposal, 0, len(props))}
 	external := committer.Type == SenderTypeNewMemberCommit
 	var (
 		gce                   *GroupContextExtensionsProposal
 		updates               []resolvedProposal
 		removes, adds         []*Proposal
 		touched               = map[LeafIndex]bool{}
-		pskSeen               [][]byte
+		pskSeen               map[string]struct{}
 		addKeys               = map[string]bool{}
 		nonDefaultTypesChosen []ProposalType
+		customSeen            map[ProposalType]bool
 	)
 	for _, rp := range props {
 		p := rp.proposal
@@ -751,21 +763,24 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 			removes = append(removes, p)
 			out.pathRequired = true
 		case ProposalTypePreSharedKey:
-			enc, err := p.PreSharedKey.PSK.Bytes()
+			// The nonce makes every ID unique; compare without it, by
+			// map (linear in the number of PSKs, however many).
+			id := p.PreSharedKey.PSK
+			id.PSKNonce = nil
+			idBytes, err := id.Bytes()
 			if err != nil {
 				return nil, err
 			}
-			// The nonce makes every ID unique; compare without it.
-			id := p.PreSharedKey.PSK
-			id.PSKNonce = nil
-			idBytes, _ := id.Bytes()
-			_ = enc
-			for _, s := range pskSeen {
-				if bytes.Equal(s, idBytes) {
-					return nil, invalid("12.2", "the same PSK twice")
-				}
+			if _, dup := pskSeen[string(idBytes)]; dup {
+				return nil, invalid("12.2", "the same PSK twice")
 			}
-			pskSeen = append(pskSeen, idBytes)
+			if pskSeen == nil {
+				pskSeen = map[string]struct{}{}
+			}
+			pskSeen[string(idBytes)] = struct{}{}
+			if len(pskSeen) > g.cfg.Limits.maxPSKs() {
+				return nil, limitError("12.4", "PSKs per commit", g.cfg.Limits.maxPSKs())
+			}
 			out.psks = append(out.psks, p.PreSharedKey.PSK)
 		case ProposalTypeReInit:
 			if len(props) != 1 {
@@ -788,7 +803,14 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 			gce = p.GroupContextExtensions
 			out.pathRequired = true
 		default:
-			nonDefaultTypesChosen = append(nonDefaultTypesChosen, p.Type)
+			// Each type is checked against the members once.
+			if !customSeen[p.Type] {
+				if customSeen == nil {
+					customSeen = map[ProposalType]bool{}
+				}
+				customSeen[p.Type] = true
+				nonDefaultTypesChosen = append(nonDefaultTypesChosen, p.Type)
+			}
 			out.pathRequired = true
 		}
 	}
@@ -873,10 +895,8 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		for _, l := range out.removed {
 			removed[l] = true
 		}
-		for _, t := range nonDefaultTypesChosen {
-			if err := checkCustomProposalSupport(t, st.tree, removed); err != nil {
-				return nil, err
-			}
+		if err := checkCustomProposalsSupport(nonDefaultTypesChosen, st.tree, removed); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

@@ -27,6 +27,10 @@ var (
 	// out of a commit because [Config.AcceptNonMemberProposal] did not
 	// accept it.
 	ErrNonMemberProposal = errors.New("mls: proposal from a non-member not accepted")
+	// ErrPendingProposals means this member holds valid proposals of the
+	// current epoch and must commit them (and merge the commit) before
+	// sending application data (RFC 9420, §12.4).
+	ErrPendingProposals = errors.New("mls: valid proposals pending; commit before sending application data")
 )
 
 func (c *Config) maxCachedProposals() int {
@@ -88,6 +92,30 @@ func (st *epochState) checkCacheRoom(ref []byte, max int) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %d proposals", ErrProposalCacheFull, len(st.proposals))
+}
+
+// pendingProposals returns how many valid proposals of the current epoch
+// this member holds (RFC 9420, §12.4): the cached proposals that pass the
+// checks of a commit on their own, the application's policy for
+// non-members included. Its own Updates do not count: they change no
+// membership, and a commit of its own would replace them with its path.
+func (g *Group) pendingProposals() int {
+	st := g.state
+	if len(st.proposals) == 0 {
+		return 0
+	}
+	self := Sender{Type: SenderTypeMember, Index: uint32(st.priv.LeafIndex())}
+	addOpts, optsErr := g.validateOptions(st.ctx.GroupID, st.extensions, true)
+	n := 0
+	for _, c := range st.proposals {
+		if c.sender == self && c.proposal.Type == ProposalTypeUpdate {
+			continue
+		}
+		if g.cachedProposalUsable(st, c, 0, addOpts, optsErr) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // isNonMember reports whether s is not a member of the group (RFC 9420,
@@ -218,6 +246,12 @@ func (g *Group) cachedProposalUsable(st *epochState, c cachedProposal, link keys
 		return err
 	}
 	switch c.proposal.Type {
+	case ProposalTypePreSharedKey:
+		// A PSK this member does not hold cannot go into its key
+		// schedule (§8.4).
+		if _, err := g.lookupPSK(&c.proposal.PreSharedKey.PSK); err != nil {
+			return err
+		}
 	case ProposalTypeUpdate:
 		if st.tree.Leaf(LeafIndex(c.sender.Index)) == nil {
 			return invalid("12.1.2", "update of blank leaf %d", c.sender.Index)

@@ -233,7 +233,7 @@ func (p *ProposalOrRef) unmarshal(s *cryptobyte.String) bool {
 		p.Proposal = new(Proposal)
 		return p.Proposal.unmarshal(s)
 	case ProposalOrRefReference:
-		return wire.ReadVarintBytes(s, (*[]byte)(&p.Reference)) && len(p.Reference) > 0
+		return wire.ReadVarintBytes(s, (*[]byte)(&p.Reference)) && len(p.Reference) >= minRefSize
 	}
 	return false
 }

@@ -419,6 +419,7 @@ func sameNodes(a, b *treekem.Tree, lo, hi uint32) bool {
 //	    ResumptionPSK resumption_psks<V>;   // oldest first
 //	    opaque pending_update_keys<V><V>;
 //	    optional<Proposal> reinit;
+//	    Settings settings;                 // settings.go
 //	} GroupHead;
 func (g *Group) headRecord(p *persistence) []byte {
 	return wire.MustMarshal(func(b *cryptobyte.Builder) {
@@ -449,6 +450,7 @@ func (g *Group) headRecord(p *persistence) []byte {
 		wire.AddOptional(b, g.reinit != nil, func(b *cryptobyte.Builder) {
 			(&Proposal{Type: ProposalTypeReInit, ReInit: g.reinit}).marshal(b)
 		})
+		g.cfg.marshalSettings(b) // see settings.go
 	})
 }
 
@@ -974,6 +976,12 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 			return nil, fail("reinit", nil)
 		}
 		g.reinit = pr.ReInit
+	}
+	// The group's protocol settings override those of cfg, whose hooks
+	// are kept (settings.go). Heads written before settings were stored
+	// end here.
+	if !s.Empty() && !g.cfg.unmarshalSettings(&s) {
+		return nil, fail("settings", nil)
 	}
 	if !s.Empty() {
 		return nil, fail("head: trailing data", nil)

@@ -74,11 +74,16 @@ func skipProposal(s *cryptobyte.String) bool {
 	}
 }
 
-// readProposalRef reads a non-empty proposal reference without copying
-// (see wire.ReadVarintSlice). A reference is a hash (RFC 9420, §5.2), never
-// empty.
+// minRefSize is the shortest reference accepted: a ProposalRef is the
+// output of RefHash (RFC 9420, §5.2), KDF.Nh bytes, and no cipher suite has
+// a hash shorter than SHA-256's 32 bytes. Rejecting shorter ones keeps a
+// list of references to about twice its size in memory.
+const minRefSize = 32
+
+// readProposalRef reads a proposal reference without copying (see
+// wire.ReadVarintSlice).
 func readProposalRef(s *cryptobyte.String, ref *ProposalRef) bool {
-	return wire.ReadVarintSlice(s, (*[]byte)(ref)) && len(*ref) > 0
+	return wire.ReadVarintSlice(s, (*[]byte)(ref)) && len(*ref) >= minRefSize
 }
 
 // skipProposalOrRef reads past a ProposalOrRef, counting the proposals by

@@ -138,9 +138,27 @@ type Transport interface {
 // [*ValidationError]. Save the new group with [SaveGroup] and
 // [SaveOptions.Consumed], so that the KeyPackage private key is deleted
 // exactly when the group state exists.
+//
+// If keys also implements [GroupStore] (as [MemoryStore] does) and
+// opts.GroupExists is nil, a Welcome for a group ID whose state keys
+// holds is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
 func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts *JoinOptions, cfg *Config) (*Group, *Consumed, error) {
 	if welcome == nil || welcome.Welcome == nil {
 		return nil, nil, fmt.Errorf("%w: not a Welcome", ErrUnsupported)
+	}
+	if gs, ok := keys.(GroupStore); ok && (opts == nil || opts.GroupExists == nil) {
+		o := JoinOptions{}
+		if opts != nil {
+			o = *opts
+		}
+		o.GroupExists = func(groupID []byte) (bool, error) {
+			_, err := gs.LoadGroupRecords(ctx, groupID)
+			if errors.Is(err, ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		}
+		opts = &o
 	}
 	refs := make([]KeyPackageRef, len(welcome.Welcome.Secrets))
 	for i := range welcome.Welcome.Secrets {

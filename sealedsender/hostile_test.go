@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -261,31 +262,35 @@ func TestTokenBoundToGroup(t *testing.T) {
 }
 
 // oversizedBatch returns a batched-tokens draft request for n tokens whose
-// elements are garbage (parsing it all would find them malformed).
+// body is one byte longer than n elements, so that parsing it (which would
+// copy all of it) ends in ErrMalformed: only a size check made first
+// returns ErrBatchSize.
 func oversizedBatch(t testing.TB, iss *PrivacyPassIssuer, n int) []byte {
 	now := iss.cfg.period(iss.cfg.Now())
 	k, err := iss.key(now, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return wire.MustMarshal(func(b *cryptobyte.Builder) {
 		b.AddUint16(uint16(iss.tokenType))
 		b.AddUint8(k.id[31])
-		wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n*iss.params.ne)) })
+		wire.AddVarintPrefixed(b, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n*iss.params.ne+1)) })
 	})
 }
 
 // TestOversizedBatchRefusedFirst: a 4.9 MB batch request is refused by its
-// size, before it is parsed (its elements are garbage, and parsing would
-// copy 4.9 MB).
+// size, before it is parsed.
 func TestOversizedBatchRefusedFirst(t *testing.T) {
 	iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{BatchedTokensDraft: true})
 	req := oversizedBatch(t, iss, 100000)
 	require.Greater(t, len(req), 4_900_000)
 	_, err := iss.IssueBatch("alice", req)
-	require.ErrorIs(t, err, ErrBatchSize)
-	allocs := testing.AllocsPerRun(5, func() { _, _ = iss.IssueBatch("alice", req) })
-	require.LessOrEqual(t, allocs, 10.0, "refusing must not parse")
+	require.ErrorIs(t, err, ErrBatchSize, "refused by size, not by parsing")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 5 {
+		_, _ = iss.IssueBatch("alice", req)
+	}
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<10), "refusing must not copy the request")
 	// Just over the limit by count is also refused by size.
 	_, err = iss.IssueBatch("alice", oversizedBatch(t, iss, 101))
 	require.ErrorIs(t, err, ErrBatchSize)
@@ -297,6 +302,9 @@ func TestOversizedBatchRefusedFirst(t *testing.T) {
 	binary.BigEndian.PutUint16(wrong, 2)
 	_, err = iss.IssueBatch("alice", wrong)
 	require.ErrorIs(t, err, ErrUnsupportedTokenType)
+	// The same checks on an RFC 9578 request: its size is fixed.
+	_, err = iss.Issue("alice", req)
+	require.ErrorIs(t, err, ErrMalformed)
 }
 
 // TestCheapChecksBeforeVerify: the rate-limit hook sees only tokens that

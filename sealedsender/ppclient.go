@@ -24,7 +24,8 @@ type PrivacyPassClient struct {
 // as [NewKeyView] does (keys for unexpected periods fail with
 // [ErrUnexpectedKey]). Compare [PrivacyPassClient.View] with the other
 // members of each group to detect a key or challenge given to this client
-// alone.
+// alone. A client is for one period: fetch the directory again and make a
+// new client when the period changes.
 func NewPrivacyPassClient(dir *KeyDirectory, challenge *TokenChallenge, cfg *ClientConfig) (*PrivacyPassClient, error) {
 	v, err := NewKeyView(dir, challenge, cfg)
 	if err != nil {

@@ -155,8 +155,9 @@ type IssuerConfig struct {
 	// Return an error to refuse it unverified and unspent: Redeem then
 	// fails with an error matching [ErrRateLimited] and the hook's error.
 	// Redemption is anonymous, so the hook can only count per group (the
-	// argument) or globally; limit per connection before calling
-	// [Server.Accept]. Most users won't need it.
+	// argument; nil for [PrivacyPassIssuer.RedeemChallenge]) or globally;
+	// limit per connection before calling [Server.Accept]. Most users won't
+	// need it.
 	BeforeVerify func(groupID []byte) error
 	// BatchedTokensDraft makes a [PrivacyPassIssuer] accept, besides the
 	// RFC 9578 TokenRequest, the amortized batch requests of

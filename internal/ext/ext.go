@@ -63,15 +63,25 @@ func skipExtension(s *cryptobyte.String) bool {
 // than once, which RFC 9420, Section 13.4 forbids. It takes time linear in
 // len(exts), however hostile the list.
 func DuplicateExtension(exts []Extension) bool {
-	if len(exts) < 2 {
+	if len(exts) <= 16 {
+		for i := range exts {
+			for j := range i {
+				if exts[j].Type == exts[i].Type {
+					return true
+				}
+			}
+		}
 		return false
 	}
-	seen := make(map[ExtensionType]struct{}, len(exts))
+	// Extension types are 16-bit: one bit each, on the stack.
+	var seen [1 << 16 / 64]uint64
 	for i := range exts {
-		if _, ok := seen[exts[i].Type]; ok {
+		t := exts[i].Type
+		w, b := t>>6, uint64(1)<<(t&63)
+		if seen[w]&b != 0 {
 			return true
 		}
-		seen[exts[i].Type] = struct{}{}
+		seen[w] |= b
 	}
 	return false
 }

@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/microchat/e2ee/internal/errs"
 )
 
 // MaxVarint is the largest value a variable-size vector header can encode
@@ -26,7 +28,7 @@ const MaxVarint = 1<<30 - 1
 // [ErrMalformed] with [errors.Is].
 var (
 	// ErrMalformed is matched by every decoding error of this package.
-	ErrMalformed = errors.New("wire: malformed encoding")
+	ErrMalformed = errs.Malformed("wire: malformed encoding")
 	// ErrTruncated means the input ended before the structure did.
 	ErrTruncated = &malformedError{"wire: input truncated"}
 	// ErrNonMinimal means a varint was not encoded in its shortest form.
@@ -130,15 +132,21 @@ func AddVarintPrefixed(b *cryptobyte.Builder, f func(*cryptobyte.Builder)) {
 	} else {
 		AddVarintBytes(b, body)
 	}
-	clear(body)
-	if cap(body) <= maxScratch {
-		*bp = body[:0]
-		scratch.Put(bp)
-	}
+	release(bp, body)
 }
 
 // maxScratch is the largest scratch buffer kept for reuse.
-const maxScratch = 1 << 20
+const maxScratch = 4 << 20
+
+// release clears a scratch buffer, which may hold secrets, and returns it
+// to the pool unless it grew too large to keep.
+func release(bp *[]byte, buf []byte) {
+	clear(buf)
+	if cap(buf) <= maxScratch {
+		*bp = buf[:0]
+		scratch.Put(bp)
+	}
+}
 
 var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
@@ -350,10 +358,21 @@ func Parse(data []byte, f func(*cryptobyte.String) bool) error {
 
 // Marshal runs f on a fresh builder and returns the bytes, or the first error
 // f set on the builder.
+//
+// The encoding is built in a pooled scratch buffer, which is cleared after
+// use, and copied out once at its exact size, so that the builder's growth
+// costs no allocation.
 func Marshal(f func(*cryptobyte.Builder)) ([]byte, error) {
-	var b cryptobyte.Builder
-	f(&b)
-	return b.Bytes()
+	bp := scratch.Get().(*[]byte)
+	b := cryptobyte.NewBuilder((*bp)[:0])
+	f(b)
+	body, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	out := append(make([]byte, 0, len(body)), body...)
+	release(bp, body)
+	return out, nil
 }
 
 // MustMarshal is like [Marshal] but panics on error. It is for structures
