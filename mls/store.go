@@ -133,9 +133,7 @@ type Transport interface {
 // JoinWithStore joins a group from a Welcome (see [Join]) with the
 // KeyPackage private keys found in keys, with one [KeyStore.FindKeyPackage]
 // lookup, and reports what the join consumed: the KeyPackage, unless it is
-// a last-resort one. If keys is also a [GroupStore], a Welcome for a group
-// ID it already holds is refused (RFC 9420, §12.4.3.1) with a
-// [*ValidationError]. Save the new group with [SaveGroup] and
+// a last-resort one. Save the new group with [SaveGroup] and
 // [SaveOptions.Consumed], so that the KeyPackage private key is deleted
 // exactly when the group state exists.
 //
@@ -174,18 +172,6 @@ func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts
 	g, err := Join(welcome, kp, opts, cfg)
 	if err != nil {
 		return nil, nil, err
-	}
-	// The group ID must be unique among this client's groups (RFC 9420,
-	// §12.4.3.1); [SaveGroup] would refuse to overwrite the stored group
-	// anyway, with ErrConflict.
-	if gs, ok := keys.(GroupStore); ok {
-		_, err := gs.LoadGroupRecords(ctx, g.GroupID())
-		if err == nil {
-			return nil, nil, invalid("12.4.3.1", "the client already holds a group with this group ID")
-		}
-		if !errors.Is(err, ErrNotFound) {
-			return nil, nil, err
-		}
 	}
 	consumed := &Consumed{}
 	if !kp.KeyPackage.IsLastResort() {
