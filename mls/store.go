@@ -138,8 +138,8 @@ type Transport interface {
 // exactly when the group state exists.
 //
 // If keys also implements [GroupStore] (as [MemoryStore] does) and
-// opts.GroupExists is nil, a Welcome for a group ID whose state keys
-// holds is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
+// opts.GroupExists is nil, a Welcome for a group ID that keys holds
+// records of is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
 func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts *JoinOptions, cfg *Config) (*Group, *Consumed, error) {
 	if welcome == nil || welcome.Welcome == nil {
 		return nil, nil, fmt.Errorf("%w: not a Welcome", ErrUnsupported)
