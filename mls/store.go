@@ -115,7 +115,9 @@ type Transport interface {
 	// the delivery service accepted it as the one commit of its epoch;
 	// an error matching [ErrConflict] means another commit of that epoch
 	// came first, so the sender processes that one instead of merging its
-	// own.
+	// own. The same bytes sent twice must be delivered once: after a
+	// crash, the persistence protocol (package documentation) sends a
+	// stored commit or outbox message again.
 	Send(ctx context.Context, groupID []byte, msg *MLSMessage) error
 	// SendWelcome delivers a Welcome to the new members it names.
 	SendWelcome(ctx context.Context, welcome *MLSMessage) error
