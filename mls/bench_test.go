@@ -25,7 +25,7 @@ import (
 // that the group operations cannot avoid. The benchmarks of operations
 // with a target (issue M5) report their cost as a multiple of it, the
 // x-target metric, with the primitives measured again right after the
-// operation (see benchTarget and calibrate).
+// operation (see benchTarget and calibrateSuite).
 var (
 	benchSuite = MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	benchSizes = []int{2, 100, 1000, 10000}
@@ -290,13 +290,10 @@ func (bg *benchGroup) checkAgreement(b *testing.B) {
 	}
 }
 
-// benchPrimitives returns the suite-1 primitives the group operations
+// benchPrimitivesSuite returns the primitives of cs the group operations
 // are compared with, at the sizes they use them: a 32-byte path secret
 // sealed under a GroupContext-sized context, and a leaf-node-sized signed
 // content.
-func benchPrimitives() ([]benchPrimitive, error) { return benchPrimitivesSuite(benchSuite) }
-
-// benchPrimitivesSuite is benchPrimitives for the suite cs.
 func benchPrimitivesSuite(cs CipherSuite) ([]benchPrimitive, error) {
 	ikm := make([]byte, cs.HashSize())
 	rand.Read(ikm)
@@ -339,13 +336,10 @@ type benchPrimitive struct {
 	f    func() error
 }
 
-// calibrate measures the primitives again, right after an operation's
+// calibrateSuite measures the primitives again, right after an operation's
 // benchmark, so that its target reflects the machine's speed at that
 // moment (the machine may be shared): the best of three rounds of 40
 // calls each, in ns per call.
-func calibrate() (map[string]float64, error) { return calibrateSuite(benchSuite) }
-
-// calibrateSuite is calibrate for the suite cs.
 func calibrateSuite(cs CipherSuite) (map[string]float64, error) {
 	prims, err := benchPrimitivesSuite(cs)
 	if err != nil {
@@ -457,7 +451,7 @@ func BenchmarkGroup(b *testing.B) {
 	}
 }
 
-// benchmarkPrimitives measures the primitives of benchPrimitives.
+// benchmarkPrimitives measures the primitives of benchPrimitivesSuite.
 func benchmarkPrimitives(b *testing.B) { benchmarkPrimitivesSuite(b, benchSuite) }
 
 // benchmarkPrimitivesSuite is benchmarkPrimitives for the suite cs.
