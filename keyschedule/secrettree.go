@@ -144,6 +144,9 @@ type SecretTree struct {
 	nodes map[treemath.NodeIndex][]byte
 	// senders holds the ratchets of the leaves that have been started.
 	senders map[uint32]*senderRatchets
+	// changed holds the node indexes whose entry (see [SecretTree.Entry])
+	// changed since the last [SecretTree.ClearChanges], if tracking.
+	changed map[treemath.NodeIndex]struct{}
 }
 
 type senderRatchets struct {
@@ -202,21 +205,23 @@ func (t *SecretTree) LeafCount() uint32 { return t.leafCount }
 // It returns [ErrInvalidLeaf] for a leaf outside the tree, [ErrKeyConsumed]
 // for a key already fetched or deleted, and [ErrTooFarAhead] for a
 // generation beyond the maximum forward distance. On error nothing is
-// consumed and nothing is derived, except that the leaf's ratchets may have
-// been started.
+// consumed and the tree is unchanged.
 //
 // A receiver that has not yet authenticated the message should use
 // [SecretTree.UseKey], so that a forged message consumes nothing.
 func (t *SecretTree) Key(leaf uint32, typ RatchetType, generation uint32) (MessageKey, error) {
-	r, err := t.ratchetFor(leaf, typ, generation)
+	r, start, err := t.ratchetFor(leaf, typ, generation)
 	if err != nil {
 		return MessageKey{}, err
 	}
 	k, p, err := r.fetch(t, generation)
 	if err != nil {
+		start.discard()
 		return MessageKey{}, t.errorf(leaf, typ, generation, err)
 	}
+	start.commit(t)
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	return k, nil
 }
 
@@ -237,25 +242,30 @@ func (t *SecretTree) NextKey(leaf uint32, typ RatchetType) (MessageKey, error) {
 // UseKey calls use with the key of the given generation of a leaf's ratchet
 // and deletes the key, as [SecretTree.Key] does, only if use returns nil.
 // If use returns an error, for instance because the message does not
-// decrypt, the tree is left unchanged and UseKey returns that error. use must
-// not keep or modify the key.
+// decrypt, the tree is left unchanged (a leaf whose ratchets were not
+// started stays so: its node secrets are derived on a scratch copy) and
+// UseKey returns that error. use must not keep or modify the key.
 //
 // UseKey returns the errors of [SecretTree.Key] without calling use.
 func (t *SecretTree) UseKey(leaf uint32, typ RatchetType, generation uint32, use func(MessageKey) error) error {
-	r, err := t.ratchetFor(leaf, typ, generation)
+	r, start, err := t.ratchetFor(leaf, typ, generation)
 	if err != nil {
 		return err
 	}
 	k, p, err := r.fetch(t, generation)
 	if err != nil {
+		start.discard()
 		return t.errorf(leaf, typ, generation, err)
 	}
 	if err := use(k); err != nil {
 		p.discard()
+		start.discard()
 		k.Erase()
 		return err
 	}
+	start.commit(t)
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	k.Erase()
 	return nil
 }
@@ -287,40 +297,89 @@ func (t *SecretTree) errorf(leaf uint32, typ RatchetType, generation uint32, err
 // ratchet returns the ratchet of the given type of a leaf, starting the
 // leaf's ratchets if needed.
 func (t *SecretTree) ratchet(leaf uint32, typ RatchetType) (*ratchet, error) {
-	return t.ratchetFor(leaf, typ, 0)
-}
-
-// ratchetFor is like ratchet, but refuses with ErrTooFarAhead, before
-// deriving anything, a generation too far ahead of an unstarted leaf.
-func (t *SecretTree) ratchetFor(leaf uint32, typ RatchetType, generation uint32) (*ratchet, error) {
-	if leaf >= t.leafCount {
-		return nil, fmt.Errorf("keyschedule: leaf %d of %d: %w", leaf, t.leafCount, ErrInvalidLeaf)
-	}
-	if typ != Handshake && typ != Application {
-		return nil, fmt.Errorf("keyschedule: unknown ratchet type %d", typ)
-	}
-	if _, started := t.senders[leaf]; !started && generation > t.maxForward {
-		return nil, t.errorf(leaf, typ, generation, ErrTooFarAhead)
-	}
-	s, err := t.sender(leaf)
+	r, start, err := t.ratchetFor(leaf, typ, 0)
 	if err != nil {
 		return nil, err
 	}
-	if typ == Handshake {
-		return &s.handshake, nil
-	}
-	return &s.application, nil
+	start.commit(t)
+	return r, nil
 }
 
-// sender returns the ratchets of leaf, deriving them from the tree the first
-// time (RFC 9420, Section 9): it descends from the lowest ancestor whose
-// secret is still held, deriving both children of each node on the way and
-// erasing the node's secret, then derives the two ratchet secrets from the
-// leaf's secret and erases it.
-func (t *SecretTree) sender(leaf uint32) (*senderRatchets, error) {
-	if s, ok := t.senders[leaf]; ok {
-		return s, nil
+// ratchetFor returns the ratchet of the given type of a leaf. If the leaf's
+// ratchets are not started yet, they are derived without changing t, and
+// start is the change that starting them makes: the caller applies it with
+// start.commit or drops it with start.discard (both accept nil). It refuses
+// with ErrTooFarAhead, before deriving anything, a generation too far ahead
+// of an unstarted leaf.
+func (t *SecretTree) ratchetFor(leaf uint32, typ RatchetType, generation uint32) (r *ratchet, start *pendingStart, err error) {
+	if leaf >= t.leafCount {
+		return nil, nil, fmt.Errorf("keyschedule: leaf %d of %d: %w", leaf, t.leafCount, ErrInvalidLeaf)
 	}
+	if typ != Handshake && typ != Application {
+		return nil, nil, fmt.Errorf("keyschedule: unknown ratchet type %d", typ)
+	}
+	s, started := t.senders[leaf]
+	if !started {
+		if generation > t.maxForward {
+			return nil, nil, t.errorf(leaf, typ, generation, ErrTooFarAhead)
+		}
+		if start, err = t.deriveSender(leaf); err != nil {
+			return nil, nil, err
+		}
+		s = start.ratchets
+	}
+	if typ == Handshake {
+		return &s.handshake, start, nil
+	}
+	return &s.application, start, nil
+}
+
+// pendingStart is the change that starting a leaf's ratchets makes to the
+// tree: the held node secret it consumes, the secrets of the copath nodes
+// derived on the way down, and the leaf's ratchets.
+type pendingStart struct {
+	leaf     uint32
+	consumed treemath.NodeIndex
+	derived  map[treemath.NodeIndex][]byte
+	ratchets *senderRatchets
+}
+
+// commit applies p to t: it erases the consumed node secret and keeps the
+// derived ones and the ratchets.
+func (p *pendingStart) commit(t *SecretTree) {
+	if p == nil {
+		return
+	}
+	erase(t.nodes[p.consumed])
+	delete(t.nodes, p.consumed)
+	t.markChanged(p.consumed, treemath.LeafIndex(p.leaf).Node())
+	for x, s := range p.derived {
+		t.nodes[x] = s
+		t.markChanged(x)
+	}
+	t.senders[p.leaf] = p.ratchets
+}
+
+// discard erases everything p derived.
+func (p *pendingStart) discard() {
+	if p == nil {
+		return
+	}
+	for _, s := range p.derived {
+		erase(s)
+	}
+	p.ratchets.handshake.erase()
+	p.ratchets.application.erase()
+}
+
+// deriveSender derives the ratchets of leaf, which are not started, from
+// the tree (RFC 9420, Section 9), without changing t: it descends from the
+// lowest ancestor whose secret is held, deriving both children of each node
+// on the way, then derives the two ratchet secrets from the leaf's secret.
+// Committing the result erases that ancestor's secret and keeps the
+// secrets of the nodes beside the path; the secrets on the path itself are
+// erased here as soon as they are used.
+func (t *SecretTree) deriveSender(leaf uint32) (*pendingStart, error) {
 	if t.nodes == nil {
 		return nil, fmt.Errorf("keyschedule: secret tree: %w", ErrErased)
 	}
@@ -336,28 +395,30 @@ func (t *SecretTree) sender(leaf uint32) (*senderRatchets, error) {
 		}
 		x = treemath.Parent(x, n)
 	}
+	p := &pendingStart{leaf: leaf, consumed: x, derived: map[treemath.NodeIndex][]byte{}}
+	secret, owned := t.nodes[x], false
 	for x != target {
-		secret := t.nodes[x]
 		left, right := treemath.Left(x), treemath.Right(x, n)
-		t.nodes[left] = cs.ExpandWithLabel(secret, "tree", []byte("left"), cs.HashSize())
-		t.nodes[right] = cs.ExpandWithLabel(secret, "tree", []byte("right"), cs.HashSize())
-		erase(secret)
-		delete(t.nodes, x)
-		if target < x {
-			x = left
-		} else {
-			x = right
+		l := cs.ExpandWithLabel(secret, "tree", []byte("left"), cs.HashSize())
+		r := cs.ExpandWithLabel(secret, "tree", []byte("right"), cs.HashSize())
+		if owned {
+			erase(secret)
 		}
+		if target < x {
+			x, secret, p.derived[right] = left, l, r
+		} else {
+			x, secret, p.derived[left] = right, r, l
+		}
+		owned = true
 	}
-	secret := t.nodes[target]
-	s := &senderRatchets{
+	p.ratchets = &senderRatchets{
 		handshake:   ratchet{secret: cs.ExpandWithLabel(secret, "handshake", nil, cs.HashSize())},
 		application: ratchet{secret: cs.ExpandWithLabel(secret, "application", nil, cs.HashSize())},
 	}
-	erase(secret)
-	delete(t.nodes, target)
-	t.senders[leaf] = s
-	return s, nil
+	if owned {
+		erase(secret)
+	}
+	return p, nil
 }
 
 // pendingAdvance is the change a fetch makes to a ratchet, applied by commit

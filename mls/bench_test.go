@@ -117,8 +117,10 @@ func newBenchMembers(cs CipherSuite, n int) ([]benchMember, error) {
 // with a non-blank descendant is set and parent-hash valid, as in a
 // long-lived group. The committer and the receiver then get their private
 // keys of that tree and a shared, fresh key schedule for the epoch.
-func newBenchGroup(n int) (*benchGroup, error) {
-	cs := benchSuite
+func newBenchGroup(n int) (*benchGroup, error) { return newBenchGroupSuite(benchSuite, n) }
+
+// newBenchGroupSuite is newBenchGroup for the suite cs.
+func newBenchGroupSuite(cs CipherSuite, n int) (*benchGroup, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("bench group of %d members", n)
 	}
@@ -291,8 +293,10 @@ func (bg *benchGroup) checkAgreement(b *testing.B) {
 // are compared with, at the sizes they use them: a 32-byte path secret
 // sealed under a GroupContext-sized context, and a leaf-node-sized signed
 // content.
-func benchPrimitives() ([]benchPrimitive, error) {
-	cs := benchSuite
+func benchPrimitives() ([]benchPrimitive, error) { return benchPrimitivesSuite(benchSuite) }
+
+// benchPrimitivesSuite is benchPrimitives for the suite cs.
+func benchPrimitivesSuite(cs CipherSuite) ([]benchPrimitive, error) {
 	ikm := make([]byte, cs.HashSize())
 	rand.Read(ikm)
 	key, err := cs.DeriveKeyPair(ikm)
@@ -338,8 +342,11 @@ type benchPrimitive struct {
 // benchmark, so that its target reflects the machine's speed at that
 // moment (the machine may be shared): the best of three rounds of 40
 // calls each, in ns per call.
-func calibrate() (map[string]float64, error) {
-	prims, err := benchPrimitives()
+func calibrate() (map[string]float64, error) { return calibrateSuite(benchSuite) }
+
+// calibrateSuite is calibrate for the suite cs.
+func calibrateSuite(cs CipherSuite) (map[string]float64, error) {
+	prims, err := benchPrimitivesSuite(cs)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +397,10 @@ func benchTarget(op string, n int, p map[string]float64) float64 {
 // reportTarget adds the x-target metric to the benchmarks of operations
 // with a target: the measured time over the target computed from
 // primitive costs measured just afterwards (at most 1 meets it).
-func reportTarget(b *testing.B, op string, n int) {
+func reportTarget(b *testing.B, op string, n int) { reportTargetSuite(b, benchSuite, op, n) }
+
+// reportTargetSuite is reportTarget for the suite cs.
+func reportTargetSuite(b *testing.B, cs CipherSuite, op string, n int) {
 	switch op {
 	case "commit", "process", "join":
 	default:
@@ -399,7 +409,7 @@ func reportTarget(b *testing.B, op string, n int) {
 	if b.N == 0 {
 		return
 	}
-	costs, err := calibrate()
+	costs, err := calibrateSuite(cs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -426,6 +436,7 @@ func BenchmarkGroup(b *testing.B) {
 		{"protect", benchmarkProtect},
 		{"unprotect", benchmarkUnprotect},
 	}
+	b.Run("add-many", benchmarkAddMany)
 	for _, op := range ops {
 		b.Run(op.name, func(b *testing.B) {
 			for _, n := range benchSizes {
@@ -439,8 +450,11 @@ func BenchmarkGroup(b *testing.B) {
 }
 
 // benchmarkPrimitives measures the primitives of benchPrimitives.
-func benchmarkPrimitives(b *testing.B) {
-	prims, err := benchPrimitives()
+func benchmarkPrimitives(b *testing.B) { benchmarkPrimitivesSuite(b, benchSuite) }
+
+// benchmarkPrimitivesSuite is benchmarkPrimitives for the suite cs.
+func benchmarkPrimitivesSuite(b *testing.B, cs CipherSuite) {
+	prims, err := benchPrimitivesSuite(cs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -520,6 +534,43 @@ func benchmarkAdd(b *testing.B, bg *benchGroup) {
 		if _, err := pc.Welcome.Bytes(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// benchmarkAddMany measures a commit adding k members at once to the
+// group of 1,000 (issue M11: O(k log n + n), not O(k^2)), with its
+// Welcome, encoded: BenchmarkGroup/add-many/adds=<k>.
+func benchmarkAddMany(b *testing.B) {
+	bg := getBenchGroup(b, 1000)
+	for _, k := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("adds=%d", k), func(b *testing.B) {
+			kps := make([]*KeyPackage, k)
+			for i := range kps {
+				sig, err := benchSuite.GenerateSignatureKey()
+				if err != nil {
+					b.Fatal(err)
+				}
+				kp, err := GenerateKeyPackage(benchSuite, Credential{Type: CredentialBasic, Identity: fmt.Appendf(nil, "new %d", i)}, sig, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				kps[i] = kp.KeyPackage
+			}
+			g := bg.committer
+			b.ReportAllocs()
+			for b.Loop() {
+				pc, err := g.Commit(&CommitOptions{Add: kps})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pc.Commit.Bytes(); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := pc.Welcome.Bytes(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

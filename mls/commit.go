@@ -13,19 +13,49 @@ import (
 	"github.com/microchat/e2ee/treekem"
 )
 
-// WireFormatPolicy says how this member sends handshake messages.
+// WireFormatPolicy says how this member sends handshake messages, and
+// which wire formats it accepts for members' handshake messages.
 type WireFormatPolicy uint8
 
 // Wire format policies.
 const (
 	// HandshakePublic sends proposals and commits as PublicMessage, so the
-	// delivery service can see and order them (the default).
+	// delivery service can see and order them (the default). Members'
+	// handshake messages are accepted in either wire format.
 	HandshakePublic WireFormatPolicy = iota
 	// HandshakePrivate sends proposals and commits as PrivateMessage, which
 	// hides even the sender from the delivery service (as sealed sender
-	// requires).
+	// requires), and refuses a member's proposal or commit that arrives as
+	// a PublicMessage with [ErrWireFormatPolicy]. Non-members' messages
+	// (external senders, new members, external commits) can only be
+	// PublicMessages and are still accepted.
 	HandshakePrivate
+	// HandshakePublicOnly sends as HandshakePublic does and refuses a
+	// proposal or commit that arrives as a PrivateMessage with
+	// [ErrWireFormatPolicy], for groups whose delivery service must see
+	// every handshake message.
+	HandshakePublicOnly
 )
+
+// ErrWireFormatPolicy means a handshake message arrived in a wire format
+// the group's [Config.Handshake] policy refuses. It comes wrapped in a
+// [ValidationError].
+var ErrWireFormatPolicy = errors.New("mls: handshake wire format refused by the group's policy")
+
+// checkWireFormat applies the group's wire format policy to a received
+// message of the current epoch (RFC 9420, §6: which wire format handshake
+// messages use is the application's choice, and it must hold on input).
+func (g *Group) checkWireFormat(msg *MLSMessage) error {
+	switch {
+	case g.cfg.Handshake == HandshakePrivate && msg.WireFormat == WireFormatPublicMessage &&
+		msg.PublicMessage.Content.Sender.Type == SenderTypeMember:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: member's handshake as PublicMessage in a group using PrivateMessage", ErrWireFormatPolicy)}
+	case g.cfg.Handshake == HandshakePublicOnly && msg.WireFormat == WireFormatPrivateMessage &&
+		msg.PrivateMessage.ContentType != ContentTypeApplication:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: handshake as PrivateMessage in a group using PublicMessage", ErrWireFormatPolicy)}
+	}
+	return nil
+}
 
 // framedContent returns a FramedContent of the current epoch sent by this
 // member.
@@ -77,9 +107,17 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 // PrivateMessage (RFC 9420, §6.3), with authenticatedData sent in the clear
 // but authenticated. It consumes one key of this member's application
 // ratchet, so the group's state must be persisted afterwards.
+//
+// A member holding valid proposals of the current epoch must commit them
+// before sending application data (RFC 9420, §12.4): EncryptApplication
+// then fails with [ErrPendingProposals]. Proposals a commit of this member
+// would leave out (see [PendingCommit.Dropped]) do not count.
 func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
+	}
+	if n := g.pendingProposals(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of epoch %d", ErrPendingProposals, n, g.state.ctx.Epoch)
 	}
 	c := g.framedContent(authenticatedData)
 	c.ContentType = ContentTypeApplication
@@ -94,6 +132,9 @@ func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMes
 // propose frames, signs and caches a proposal of this member.
 func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -112,11 +153,16 @@ func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := st.checkCacheRoom(ref, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
+	}
 	msg, err := g.protect(ac)
 	if err != nil {
 		return nil, err
 	}
-	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: me})
+	if err := st.addProposal(cachedProposal{ref: ref, proposal: p, sender: me}, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
+	}
 	return msg, nil
 }
 
@@ -135,6 +181,9 @@ func (g *Group) ProposeRemove(leaf LeafIndex) (*MLSMessage, error) {
 // security without committing.
 func (g *Group) ProposeUpdate() (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -227,7 +276,12 @@ type PendingCommit struct {
 	// GroupInfo is the signed GroupInfo of the new epoch, set when the
 	// commit adds members or [CommitOptions.GroupInfo] asks for it.
 	GroupInfo *MLSMessage
-	staged    *StagedCommit
+	// Dropped lists the cached proposals the commit leaves out, each with
+	// the reason: invalid now (for instance an expired KeyPackage, or a
+	// second Add of the same client), or from a non-member that
+	// [Config.AcceptNonMemberProposal] did not accept.
+	Dropped []DroppedProposal
+	staged  *StagedCommit
 }
 
 // Staged returns the staged result of the commit, to inspect.
@@ -250,6 +304,9 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
 	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
 	if opts == nil {
 		opts = &CommitOptions{}
 	}
@@ -260,7 +317,6 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 
 	// The proposal list: cached proposals by reference, then ours by value.
 	var commit Commit
-	var props []resolvedProposal
 	var byValue []*Proposal
 	if opts.Extensions != nil {
 		byValue = append(byValue, &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{Extensions: opts.Extensions}})
@@ -280,38 +336,49 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	for i := range opts.Proposals {
 		byValue = append(byValue, &opts.Proposals[i])
 	}
+	// Cached proposals that are invalid now, or from non-members the
+	// application does not accept, are left out and reported: they must
+	// not block every later commit of the group (RFC 9420, §12.2, §12.4.1).
+	var chosen []cachedProposal
+	var dropped []DroppedProposal
 	if !opts.SkipCached {
-		// A ReInit must be committed alone; other proposals take
-		// precedence, and the ReInit can be sent again (§12.2).
-		others := len(byValue) > 0
-		for _, c := range st.proposals {
-			if c.proposal.Type != ProposalTypeReInit && (c.sender != self || c.proposal.Type != ProposalTypeUpdate) {
-				others = true
-			}
-		}
-		reinit := false
-		for _, c := range st.proposals {
-			if c.sender == self && c.proposal.Type == ProposalTypeUpdate {
-				continue // our own Update is superseded by the path
-			}
-			if c.proposal.Type == ProposalTypeReInit {
-				if others || reinit {
-					continue
-				}
-				reinit = true
-			}
-			commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
+		chosen, dropped = g.selectCached(st, self, byValue, opts.link)
+	}
+	list := func(chosen []cachedProposal) []resolvedProposal {
+		props := make([]resolvedProposal, 0, len(chosen)+len(byValue))
+		for _, c := range chosen {
 			props = append(props, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
 		}
+		for _, p := range byValue {
+			props = append(props, resolvedProposal{proposal: p, sender: self})
+		}
+		return props
+	}
+	apply, err := g.applyProposalsLinked(st, list(chosen), self, opts.link)
+	if err != nil && len(chosen) > 0 {
+		// A rule that depends on the whole list (for instance an Add the
+		// group's new extensions do not suit) still fails: keep the
+		// cached proposals one at a time, in order, while the list applies.
+		var kept []cachedProposal
+		for _, c := range chosen {
+			try := append(kept[:len(kept):len(kept)], c)
+			if _, err := g.applyProposalsLinked(st, list(try), self, opts.link); err != nil {
+				dropped = append(dropped, DroppedProposal{Ref: c.ref, Proposal: c.proposal, Sender: c.sender, Err: err})
+				continue
+			}
+			kept = try
+		}
+		chosen = kept
+		apply, err = g.applyProposalsLinked(st, list(chosen), self, opts.link)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range chosen {
+		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefReference, Reference: c.ref})
 	}
 	for _, p := range byValue {
 		commit.Proposals = append(commit.Proposals, ProposalOrRef{Type: ProposalOrRefProposal, Proposal: p})
-		props = append(props, resolvedProposal{proposal: p, sender: self})
-	}
-
-	apply, err := g.applyProposalsLinked(st, props, self, opts.link)
-	if err != nil {
-		return nil, err
 	}
 	if apply.selfRemoved {
 		return nil, invalid("12.2", "a commit cannot remove its committer")
@@ -374,7 +441,8 @@ func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 		return nil, err
 	}
 	pc := &PendingCommit{
-		Commit: msg,
+		Commit:  msg,
+		Dropped: dropped,
 		staged: &StagedCommit{
 			fromEpoch: st.ctx.Epoch, state: newState, Committer: self,
 			Added: apply.added, Removed: apply.removed, Updated: apply.updated, PSKs: apply.psks, ReInit: apply.reinit,
@@ -436,10 +504,30 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 	return gi, nil
 }
 
+// GroupInfoOptions are the choices of [Group.GroupInfo]. The zero value
+// (or nil) selects a GroupInfo with the ratchet tree and without
+// external_pub.
+type GroupInfoOptions struct {
+	// RatchetTreeOutOfBand leaves the ratchet_tree extension out
+	// (RFC 9420, §12.4.3.3): the receiver then needs [Group.RatchetTree]
+	// from elsewhere.
+	RatchetTreeOutOfBand bool
+	// ExternalPub adds the external_pub extension, so that new members can
+	// join by external commit ([JoinExternal], §12.4.3.2).
+	ExternalPub bool
+}
+
 // GroupInfo returns a signed GroupInfo of the current epoch, for new
-// members joining by external commit (with externalPub) or for publishing.
-func (g *Group) GroupInfo(withTree, externalPub bool) (*MLSMessage, error) {
-	gi, err := g.groupInfo(g.state, withTree, externalPub)
+// members joining by external commit (with [GroupInfoOptions.ExternalPub])
+// or for publishing. opts may be nil.
+func (g *Group) GroupInfo(opts *GroupInfoOptions) (*MLSMessage, error) {
+	if opts == nil {
+		opts = &GroupInfoOptions{}
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
+	gi, err := g.groupInfo(g.state, !opts.RatchetTreeOutOfBand, opts.ExternalPub)
 	if err != nil {
 		return nil, err
 	}
@@ -461,7 +549,14 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 	if err != nil {
 		return nil, err
 	}
-	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI}
+	w := &Welcome{CipherSuite: cs, EncryptedGroupInfo: encGI, Secrets: make([]EncryptedGroupSecrets, 0, len(apply.added))}
+	// The encrypted GroupInfo, which holds the tree, is the context of
+	// every entry (§12.4.3.1): hash it once, not once per new member, or
+	// adding k members costs O(k(n+k)).
+	enc, err := cs.NewLabeledEncryptor("Welcome", encGI)
+	if err != nil {
+		return nil, err
+	}
 	for _, l := range apply.added {
 		leaf := tree.Leaf(l)
 		kp := apply.addedKeyPackages[l]
@@ -478,7 +573,7 @@ func (g *Group) welcome(gi *GroupInfo, joiner *keyschedule.JoinerSecret, pskSecr
 		if err != nil {
 			return nil, err
 		}
-		kem, ct, err := cs.EncryptWithLabel(kp.InitKey, "Welcome", encGI, pt)
+		kem, ct, err := enc.Encrypt(kp.InitKey, pt)
 		clear(pt)
 		if err != nil {
 			return nil, fmt.Errorf("mls: encrypting group secrets: %w", err)

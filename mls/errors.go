@@ -38,6 +38,10 @@ var (
 	ErrTooFarAhead = errors.New("mls: message generation too far ahead")
 	// ErrNotMember means the Welcome holds no secrets for our KeyPackage.
 	ErrNotMember = errors.New("mls: welcome is not addressed to this key package")
+	// ErrLeafIndexRange means a leaf index read from a message (a sender,
+	// a Remove, a GroupInfo signer) is not a leaf of the group's tree. It
+	// comes wrapped in a [ValidationError] naming the section.
+	ErrLeafIndexRange = errors.New("mls: leaf index out of range")
 )
 
 // ValidationError reports input that is well formed but breaks a rule of
@@ -55,6 +59,12 @@ func (e *ValidationError) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *ValidationError) Unwrap() error { return e.Err }
+
+// leafOutOfRange returns the error for a leaf index l read from the wire
+// that is not below the tree's leaf count n.
+func leafOutOfRange(section, what string, l uint32, n uint32) error {
+	return &ValidationError{Section: section, Err: fmt.Errorf("%w: %s %d, tree has %d leaves", ErrLeafIndexRange, what, l, n)}
+}
 
 func invalid(section, format string, args ...any) error {
 	return &ValidationError{Section: section, Err: fmt.Errorf(format, args...)}

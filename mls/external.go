@@ -37,6 +37,10 @@ type ExternalJoinOptions struct {
 	LeafExtensions []Extension
 	// AuthenticatedData is sent in the clear with the commit.
 	AuthenticatedData []byte
+	// GroupExists is as in [JoinOptions]: JoinExternal refuses a group ID
+	// this client already holds with [ErrGroupExists]. A client that
+	// resyncs after losing its state holds none.
+	GroupExists func(groupID []byte) (bool, error)
 }
 
 // externalPub returns the external public key of a GroupInfo's
@@ -63,16 +67,30 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(ctx.Extensions) {
 		return nil, invalid("13.4", "duplicate extension")
 	}
-	tree, err := treeFromGroupInfo(cs, gi, outOfBand)
+	data, err := ratchetTreeData(gi, outOfBand)
 	if err != nil {
 		return nil, err
 	}
-	signer := tree.Leaf(gi.Signer)
-	if signer == nil {
+	// Authenticate before decoding: the signer's key is read out of the
+	// encoded tree without building it, and the signature checked, so a
+	// forged GroupInfo costs one walk over its bytes and one signature
+	// check, not a decoded tree.
+	signerKey, err := treekem.LeafSignatureKey(data, gi.Signer)
+	if errors.Is(err, treekem.ErrLeafIndexRange) {
+		return nil, &ValidationError{Section: "12.4.3.1", Err: fmt.Errorf("%w: GroupInfo signer %d: %w", ErrLeafIndexRange, gi.Signer, err)}
+	}
+	if errors.Is(err, treekem.ErrBlankLeaf) {
 		return nil, invalid("12.4.3.1", "GroupInfo signer %d is a blank leaf", gi.Signer)
 	}
-	if err := gi.verify(cs, signer.SignatureKey); err != nil {
+	if err != nil {
+		return nil, malformed("ratchet tree", err)
+	}
+	if err := gi.verify(cs, signerKey); err != nil {
 		return nil, err
+	}
+	tree, err := treekem.ParseTree(cs, data)
+	if err != nil {
+		return nil, malformed("ratchet tree", err)
 	}
 	if !bytes.Equal(tree.TreeHash(), ctx.TreeHash) {
 		return nil, invalid("12.4.3.1", "tree hash does not match the GroupInfo")
@@ -81,6 +99,11 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, err
 	}
+	// Leaves already in the tree need not list the group's version and
+	// suite: §7.3 and §12.4.3.1 do not ask it, and groups of other
+	// implementations hold such leaves (the official treekem vectors of
+	// suite 7 do). New leaves are held to it.
+	vopts.Version = 0
 	if err := tree.Validate(vopts); err != nil {
 		return nil, &ValidationError{Section: "12.4.3.1", Err: err}
 	}
@@ -116,6 +139,9 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	if sig == nil || sig.Suite() != cs {
 		return nil, nil, fmt.Errorf("mls: signature key is not of cipher suite %v", cs)
 	}
+	if err := checkGroupIDUnique(opts.GroupExists, ctx.GroupID); err != nil {
+		return nil, nil, err
+	}
 	g := &Group{cs: cs, sigPriv: sig, active: true}
 	if cfg != nil {
 		g.cfg = *cfg
@@ -131,7 +157,7 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	exts := ctx.Extensions
 
 	// The joiner's leaf, before the path fills in its keys.
-	caps := defaultCapabilities(cs, &KeyPackageOptions{ExtensionTypes: opts.ExtensionTypes, ProposalTypes: opts.ProposalTypes})
+	caps := defaultCapabilities(cs, &KeyPackageOptions{ExtensionTypes: opts.ExtensionTypes, ProposalTypes: opts.ProposalTypes, LeafExtensions: opts.LeafExtensions})
 	if opts.Capabilities != nil {
 		caps = *opts.Capabilities
 	}
@@ -139,24 +165,17 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 		SignatureKey: sig.PublicKey(),
 		Credential:   cred,
 		Capabilities: caps,
-		Extensions:   addLeafGREASE(&caps, opts.LeafExtensions),
+		Extensions:   addGREASEExtension(&caps, opts.LeafExtensions),
+	}
+	if err := checkCapabilitiesListing(cs, template, nil); err != nil {
+		return nil, nil, err
 	}
 	// A joiner must support every extension of the group (§13.4) and
-	// meet its required capabilities (§11.1); the members check the rest
-	// of §7.3 on the leaf the path brings.
-	for _, e := range exts {
-		if !caps.SupportsExtension(e.Type) {
-			return nil, nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
-		}
-	}
-	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
-		rc, err := unmarshalRequiredCapabilities(data)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !rc.SatisfiedBy(&caps) {
-			return nil, nil, &ValidationError{Section: "11.1", Err: fmt.Errorf("%w: the group's required capabilities", ErrUnsupported)}
-		}
+	// meet its required capabilities (§11.1), GREASE values not counting
+	// (§13.5); the members check the rest of §7.3 on the leaf the path
+	// brings.
+	if err := checkOwnSupport(&caps, exts); err != nil {
+		return nil, nil, err
 	}
 
 	kemOutput, init, err := keyschedule.ExternalInit(cs, pub)
@@ -207,6 +226,13 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 		return nil, nil, err
 	}
 	defer path.Erase()
+	if len(apply.removed) > 0 {
+		// The members will hold the new leaf to the rules of an Update
+		// of the removed one (§12.2).
+		if err := g.checkResync(tree, apply.removed[0], newTree.Leaf(me)); err != nil {
+			return nil, nil, err
+		}
+	}
 	provisional := ctx
 	provisional.Epoch++
 	provisional.TreeHash = newTree.TreeHash()

@@ -242,6 +242,11 @@ func (f *framer) unprotectPrivate(pm *PrivateMessage, check func(*AuthenticatedC
 	gen := uint32(senderData[4])<<24 | uint32(senderData[5])<<16 | uint32(senderData[6])<<8 | uint32(senderData[7])
 	var guard [reuseGuardSize]byte
 	copy(guard[:], senderData[8:])
+	// The sender's leaf index is range-checked before any use (RFC 9420,
+	// §6.3.2): the secret tree has one leaf per leaf of the ratchet tree.
+	if leaf >= f.secretTree.LeafCount() {
+		return nil, leafOutOfRange("6.3.2", "sender leaf", leaf, f.secretTree.LeafCount())
+	}
 
 	aad, err := privateContentAAD(pm.GroupID, pm.Epoch, pm.ContentType, pm.AuthenticatedData)
 	if err != nil {

@@ -175,7 +175,7 @@ func FuzzProcess(f *testing.F) {
 func knownError(err error) bool {
 	var ve *ValidationError
 	for _, target := range []error{ErrMalformed, ErrUnsupported, ErrInvalidSignature, ErrDecryption, ErrWrongGroup,
-		ErrWrongEpoch, ErrNotFound, ErrKeyUsed, ErrTooFarAhead, ErrNotMember, ErrInactive, ErrReInitialized} {
+		ErrWrongEpoch, ErrNotFound, ErrKeyUsed, ErrTooFarAhead, ErrNotMember, ErrInactive, ErrReInitialized, ErrProposalCacheFull} {
 		if errors.Is(err, target) {
 			return true
 		}

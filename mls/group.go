@@ -31,10 +31,48 @@ type Config struct {
 	// ValidateCredential, if set, is called for every new or changed leaf
 	// and every sender's credential; an error rejects the message.
 	ValidateCredential func(cred *Credential, signatureKey []byte) error
+	// ValidateCredentialSuccessor is called whenever a member's leaf is
+	// replaced, with the credential of the old and of the new leaf: for an
+	// Update proposal, for the leaf of a commit's UpdatePath, and for the
+	// leaf of an external commit that removes the joiner's earlier leaf
+	// (resync). It is where the application checks that the new
+	// credential's identifiers are a valid successor of the old ones (RFC
+	// 9420, §5.3.1); the new credential also goes through
+	// ValidateCredential. An error rejects the message, with a
+	// [ValidationError] of section 5.3.1 that matches
+	// [treekem.ErrCredential].
+	//
+	// If nil, [SameIdentity] is used: the credential type and identity
+	// may not change. Applications that let members renew X.509
+	// certificates or change identities must set it.
+	ValidateCredentialSuccessor func(old, new *Credential) error
+	// MaxLeafLifetime is the longest total lifetime (not_after minus
+	// not_before) accepted for a leaf node that carries one, that is one
+	// from a KeyPackage (RFC 9420, §7.2 asks every application to choose
+	// such a maximum). It applies to KeyPackages in Add proposals, to the
+	// leaves of a tree received when joining, and to this member's own
+	// leaf. Zero selects DefaultMaxLeafLifetime. A negative value accepts
+	// any lifetime; use it only for peers whose KeyPackages never expire
+	// (some implementations issue lifetimes of 0 to 2^64-1 by default).
+	MaxLeafLifetime time.Duration
 	// ProposalPolicy, if set, is called for each proposal before it is
 	// cached or committed; an error rejects the proposal (and a commit
 	// carrying it).
 	ProposalPolicy func(p *Proposal, sender Sender) error
+	// AcceptNonMemberProposal decides whether [Group.Commit] commits a
+	// cached proposal from a non-member: an external sender of the
+	// group's external_senders extension, or a new_member_proposal Add
+	// (RFC 9420, §12.1.8). Nil, the default, accepts none: anyone who
+	// knows the group ID and epoch can send such a proposal. Refused ones
+	// stay cached (another member may commit them) and are listed in
+	// [PendingCommit.Dropped] matching [ErrNonMemberProposal]. It does not
+	// apply to commits received from other members: use ProposalPolicy to
+	// reject those.
+	AcceptNonMemberProposal func(p *Proposal, sender Sender) error
+	// MaxCachedProposals bounds the proposals cached in one epoch; further
+	// ones are refused with [ErrProposalCacheFull]. Zero selects
+	// [DefaultMaxCachedProposals].
+	MaxCachedProposals int
 	// Handshake says whether proposals and commits are sent as
 	// PublicMessage (the default) or PrivateMessage.
 	Handshake WireFormatPolicy
@@ -45,6 +83,8 @@ type Config struct {
 	// ResumptionPSKEpochs is how many epochs' resumption PSKs the group
 	// keeps for PSK proposals. Zero selects DefaultResumptionPSKEpochs.
 	ResumptionPSKEpochs int
+	// Limits bounds counts RFC 9420 leaves open (see [Limits]).
+	Limits Limits
 }
 
 // Defaults of [Config].
@@ -52,7 +92,67 @@ const (
 	DefaultPastEpochs          = 3
 	DefaultResumptionPSKEpochs = 8
 	DefaultPaddingBlock        = 32
+	// DefaultMaxLeafLifetime is 13 weeks: it accepts this package's own
+	// KeyPackages ([DefaultKeyPackageLifetime] plus an hour for clock
+	// skew) and those of implementations with a similar default.
+	DefaultMaxLeafLifetime = 13 * 7 * 24 * time.Hour
 )
+
+// maxLeafLifetime returns the configured maximum, zero for none.
+func (c *Config) maxLeafLifetime() time.Duration {
+	switch {
+	case c.MaxLeafLifetime < 0:
+		return 0
+	case c.MaxLeafLifetime == 0:
+		return DefaultMaxLeafLifetime
+	}
+	return c.MaxLeafLifetime
+}
+
+// credentialSuccessor checks that new may replace old in a member's leaf
+// with the application's hook, or [SameIdentity].
+func (c *Config) credentialSuccessor(old, new *Credential) error {
+	check := c.ValidateCredentialSuccessor
+	if check == nil {
+		check = SameIdentity
+	}
+	if err := check(old, new); err != nil {
+		return &ValidationError{Section: "5.3.1", Err: fmt.Errorf("%w: credential is not a valid successor: %w", treekem.ErrCredential, err)}
+	}
+	return nil
+}
+
+// ErrIdentityChanged is returned by [SameIdentity].
+var ErrIdentityChanged = errors.New("mls: credential type or identity changed")
+
+// SameIdentity is the default [Config.ValidateCredentialSuccessor]: it
+// accepts new as a successor of old only if both have the same credential
+// type and the same identity: the same identity bytes for a basic
+// credential, the same end-entity certificate for an X.509 one, the same
+// data for any other type. Its errors match [ErrIdentityChanged].
+func SameIdentity(old, new *Credential) error {
+	if old.Type != new.Type {
+		return fmt.Errorf("%w: credential type %d replaced by %d", ErrIdentityChanged, old.Type, new.Type)
+	}
+	var a, b []byte
+	switch old.Type {
+	case CredentialBasic:
+		a, b = old.Identity, new.Identity
+	case CredentialX509:
+		if len(old.Certificates) > 0 {
+			a = old.Certificates[0]
+		}
+		if len(new.Certificates) > 0 {
+			b = new.Certificates[0]
+		}
+	default:
+		a, b = old.Data, new.Data
+	}
+	if !bytes.Equal(a, b) {
+		return fmt.Errorf("%w: identity differs", ErrIdentityChanged)
+	}
+	return nil
+}
 
 func (c *Config) now() time.Time {
 	if c != nil && c.Now != nil {
@@ -113,6 +213,9 @@ type epochState struct {
 	framer     *framer
 	interim    []byte
 	proposals  []cachedProposal
+	// proposalIndex maps a cached proposal's reference to its index in
+	// proposals (see findProposal).
+	proposalIndex map[string]int
 }
 
 // provisionalContext returns the GroupContext of the epoch after st with
@@ -159,6 +262,8 @@ type Group struct {
 	// current epoch, once merged: the group then waits to be re-created
 	// (RFC 9420, §11.2) and sends nothing more.
 	reinit *ReInitProposal
+	// store tracks what of the group is in its [GroupStore] (records.go).
+	store *persistence
 }
 
 type resumptionPSK struct {
@@ -214,6 +319,9 @@ type Member struct {
 
 // Members returns the group's members in leaf order.
 func (g *Group) Members() []Member {
+	if g.needTree() != nil {
+		return nil // records corrupted since OpenGroup; other calls return the error
+	}
 	var out []Member
 	for i, l := range g.state.tree.Leaves() {
 		out = append(out, Member{Index: i, Credential: l.Credential, SignatureKey: l.SignatureKey})
@@ -222,11 +330,21 @@ func (g *Group) Members() []Member {
 }
 
 // MemberCount returns the number of members.
-func (g *Group) MemberCount() int { return g.state.tree.MemberCount() }
+func (g *Group) MemberCount() int {
+	if g.needTree() != nil {
+		return 0
+	}
+	return g.state.tree.MemberCount()
+}
 
 // RatchetTree returns the encoded ratchet tree of the current epoch, for
 // sending to joiners out of band (RFC 9420, §12.4.3.3).
-func (g *Group) RatchetTree() []byte { return g.state.tree.Bytes() }
+func (g *Group) RatchetTree() []byte {
+	if g.needTree() != nil {
+		return nil
+	}
+	return g.state.tree.Bytes()
+}
 
 // newEpochState builds the state of an epoch from its context, tree,
 // private keys and key-schedule secrets; it moves the encryption secret
@@ -273,8 +391,16 @@ func (g *Group) validateOptions(groupID []byte, exts []Extension, checkLifetime 
 	if checkLifetime {
 		opts.Now = g.cfg.now
 	}
+	// Leaves entering the group must list its version and cipher suite
+	// and support its extensions (§7.2, §11.1, §13.4).
+	opts.Version = MLS10
+	opts.GroupExtensions = treekem.ExtensionTypes(exts)
+	opts.MaxLifetime = g.cfg.maxLeafLifetime()
 	if v := g.cfg.ValidateCredential; v != nil {
 		opts.Credential = func(_ LeafIndex, n *LeafNode) error { return v(&n.Credential, n.SignatureKey) }
+	}
+	opts.Successor = func(_ LeafIndex, old, new *LeafNode) error {
+		return g.cfg.credentialSuccessor(&old.Credential, &new.Credential)
 	}
 	return opts, nil
 }

@@ -36,6 +36,32 @@ type JoinOptions struct {
 	// against it. A Welcome with a reinit or branch PSK is rejected
 	// without it.
 	PreviousGroup *Group
+	// GroupExists, if set, reports whether this client already holds a
+	// group with the given ID; Join then refuses the Welcome with
+	// [ErrGroupExists] (RFC 9420, §12.4.3: the group ID must be unique
+	// among the client's groups). [JoinWithStore] sets it from its store
+	// when the store also implements [GroupStore].
+	GroupExists func(groupID []byte) (bool, error)
+}
+
+// ErrGroupExists means a Welcome or GroupInfo names a group ID this client
+// already holds (RFC 9420, §12.4.3). It comes wrapped in a
+// [ValidationError]. Delete the old group's state first to join again.
+var ErrGroupExists = errors.New("mls: a group with this ID already exists")
+
+// checkGroupIDUnique applies exists, if set, to groupID.
+func checkGroupIDUnique(exists func([]byte) (bool, error), groupID []byte) error {
+	if exists == nil {
+		return nil
+	}
+	held, err := exists(groupID)
+	if err != nil {
+		return fmt.Errorf("mls: checking the group ID: %w", err)
+	}
+	if held {
+		return &ValidationError{Section: "12.4.3", Err: fmt.Errorf("%w: %x", ErrGroupExists, groupID)}
+	}
+	return nil
 }
 
 // decryptGroupSecrets finds the entry of w for kp and decrypts it.
@@ -105,9 +131,9 @@ func (gi *GroupInfo) verify(cs CipherSuite, pub []byte) error {
 	return nil
 }
 
-// treeFromGroupInfo returns the ratchet tree of gi's ratchet_tree extension
-// or, failing that, the one given out of band.
-func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treekem.Tree, error) {
+// ratchetTreeData returns the encoded ratchet tree of gi's ratchet_tree
+// extension or, failing that, the one given out of band.
+func ratchetTreeData(gi *GroupInfo, outOfBand []byte) ([]byte, error) {
 	data, ok := findExtension(gi.Extensions, ExtensionRatchetTree)
 	if !ok {
 		if outOfBand == nil {
@@ -115,11 +141,7 @@ func treeFromGroupInfo(cs CipherSuite, gi *GroupInfo, outOfBand []byte) (*treeke
 		}
 		data = outOfBand
 	}
-	tree, err := treekem.ParseTree(cs, data)
-	if err != nil {
-		return nil, malformed("ratchet tree", err)
-	}
-	return tree, nil
+	return data, nil
 }
 
 // Join joins a group from a Welcome message addressed to kp (RFC 9420,
@@ -193,6 +215,9 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	if ctx.Version != keyschedule.MLS10 || ctx.CipherSuite != cs {
 		return nil, fmt.Errorf("%w: group context version or cipher suite", ErrUnsupported)
 	}
+	if err := checkGroupIDUnique(opts.GroupExists, ctx.GroupID); err != nil {
+		return nil, err
+	}
 	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree)
 	if err != nil {
 		return nil, err
@@ -207,11 +232,11 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 		return nil, invalid("12.4.3.1", "our leaf node is not in the tree")
 	}
 	me := myNode.Leaf()
-	// We must support every extension of the group (§13.4).
-	for _, e := range ctx.Extensions {
-		if !kp.KeyPackage.LeafNode.Capabilities.SupportsExtension(ExtensionType(e.Type)) {
-			return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: group extension %d", ErrUnsupported, e.Type)}
-		}
+	// We must support every extension of the group (§13.4) and meet its
+	// required capabilities (§11.1), our GREASE values not counting
+	// (§13.5).
+	if err := checkOwnSupport(&tree.Leaf(me).Capabilities, ctx.Extensions); err != nil {
+		return nil, err
 	}
 	if !bytes.Equal(kp.EncryptionKey.PublicKey(), kp.KeyPackage.LeafNode.EncryptionKey) {
 		return nil, errors.New("mls: KeyPackagePrivate encryption key does not match its KeyPackage")

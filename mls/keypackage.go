@@ -3,6 +3,8 @@ package mls
 import (
 	"bytes"
 	"fmt"
+	"slices"
+	"time"
 
 	"golang.org/x/crypto/cryptobyte"
 
@@ -104,8 +106,11 @@ func (kp *KeyPackage) verifySignature() error {
 
 // verifyBasic runs the checks of RFC 9420, §10.1 that do not depend on a
 // group: version, supported suite, signature, the leaf node's own signature
-// and source, and distinct init and encryption keys. The leaf's lifetime,
-// capabilities and credential are checked with the group's context.
+// and source, distinct init and encryption keys, no repeated extension
+// type, and every extension of the KeyPackage and of its leaf node listed
+// in the leaf's capabilities (§10). The leaf's lifetime, the listing of the
+// group's version and suite (see verifyKeyPackage), and the leaf's
+// credential are checked with the group's context.
 func (kp *KeyPackage) verifyBasic() error {
 	if kp.Version != MLS10 {
 		return fmt.Errorf("%w: key package version %d", ErrUnsupported, kp.Version)
@@ -125,11 +130,54 @@ func (kp *KeyPackage) verifyBasic() error {
 	if treekem.DuplicateExtension(kp.Extensions) {
 		return &ValidationError{Section: "13.4", Err: fmt.Errorf("duplicate key package extension")}
 	}
+	// The client lists every extension it uses, in the KeyPackage and in
+	// its leaf node (§7.2, §10). GREASE values count as any other (§13.5).
+	caps := &kp.LeafNode.Capabilities
+	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.Extensions)); missing {
+		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: key package extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
+	}
+	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.LeafNode.Extensions)); missing {
+		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: leaf node extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
+	}
+	if err := kp.CipherSuite.ValidateSignaturePublicKey(kp.LeafNode.SignatureKey); err != nil {
+		return malformed("key package leaf node signature_key", err)
+	}
 	if err := kp.verifySignature(); err != nil {
 		return err
 	}
 	if err := kp.LeafNode.VerifySignature(kp.CipherSuite, nil, 0); err != nil {
 		return fmt.Errorf("%w: key package leaf node: %w", ErrInvalidSignature, err)
+	}
+	return nil
+}
+
+// verifyKeyPackage runs verifyBasic and the checks that need the group:
+// the leaf's capabilities list the KeyPackage's (the group's) version and
+// cipher suite, its total lifetime is within [Config.MaxLeafLifetime]
+// (RFC 9420, §7.2), and the current time is within the lifetime, which a
+// sender must check and a receiver is recommended to (§7.3). The rest of
+// §7.3 is checked when the leaf enters the tree (applyProposals).
+func (g *Group) verifyKeyPackage(kp *KeyPackage) error {
+	if err := kp.verifyBasic(); err != nil {
+		return err
+	}
+	// The client supports the version and cipher suite it offers, which
+	// are the group's (§10, §11.1): its capabilities must list them, as
+	// a client lists all it supports (§7.2). This is stricter than the
+	// steps of §10.1; see validateOptions.
+	caps := &kp.LeafNode.Capabilities
+	if !slices.Contains(caps.Versions, kp.Version) || !slices.Contains(caps.CipherSuites, kp.CipherSuite) {
+		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: key package capabilities do not list its version and cipher suite", treekem.ErrCapabilities)}
+	}
+	lt := kp.LeafNode.Lifetime
+	if lt.NotAfter < lt.NotBefore {
+		return &ValidationError{Section: "7.3", Err: fmt.Errorf("%w: not_after precedes not_before", treekem.ErrLifetime)}
+	}
+	if m := g.cfg.maxLeafLifetime(); m > 0 && lt.NotAfter-lt.NotBefore > uint64(m/time.Second) {
+		return &ValidationError{Section: "7.2", Err: fmt.Errorf("%w: total lifetime of %d s exceeds the maximum of %v", treekem.ErrLifetime, lt.NotAfter-lt.NotBefore, m)}
+	}
+	if !lt.Contains(g.cfg.now()) {
+		return &ValidationError{Section: "7.3", Err: fmt.Errorf("%w: the current time is outside the key package's lifetime", treekem.ErrLifetime)}
 	}
 	return nil
 }

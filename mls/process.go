@@ -154,6 +154,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
 	}
+	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
+			return nil, err
+		}
+	}
 	if g.reinit != nil {
 		// A reinitialized group only reads late application messages.
 		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
@@ -172,7 +177,26 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return g.processPastApplication(msg.PrivateMessage)
 	}
 
-	verifyFn = func(ac *AuthenticatedContent) error { return g.verifySender(st, ac) }
+	if err := g.checkWireFormat(msg); err != nil {
+		return nil, err
+	}
+
+	// The whole content is validated before anything changes: for a
+	// PrivateMessage, inside the callback that runs before its ratchet key
+	// is consumed, so that a message with a valid signature but invalid
+	// content consumes nothing and can be refused again the same way.
+	var (
+		res    *Processed
+		cached *cachedProposal
+	)
+	verifyFn = func(ac *AuthenticatedContent) error {
+		if err := g.verifySender(st, ac); err != nil {
+			return err
+		}
+		var verr error
+		res, cached, verr = g.validateContent(ac)
+		return verr
+	}
 	if wf == WireFormatPublicMessage {
 		if msg.PublicMessage.Content.ContentType == ContentTypeApplication {
 			return nil, invalid("6.2", "application data in a PublicMessage")
@@ -182,11 +206,23 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 			err = verifyFn(ac)
 		}
 	} else {
-		ac, err = st.framer.unprotectPrivate(msg.PrivateMessage, verifyFn)
+		_, err = st.framer.unprotectPrivate(msg.PrivateMessage, verifyFn)
 	}
 	if err != nil {
 		return nil, err
 	}
+	if cached != nil {
+		if err := st.addProposal(*cached, g.cfg.maxCachedProposals()); err != nil {
+			return nil, err // not reached: validateContent checked the room
+		}
+	}
+	return res, nil
+}
+
+// validateContent validates the content of a message whose sender and
+// signature are verified and returns its result, without changing the
+// group; for a proposal it also returns the cache entry to add.
+func (g *Group) validateContent(ac *AuthenticatedContent) (*Processed, *cachedProposal, error) {
 	res := &Processed{
 		ContentType:       ac.Content.ContentType,
 		Sender:            ac.Content.Sender,
@@ -196,23 +232,23 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	switch ac.Content.ContentType {
 	case ContentTypeApplication:
 		res.ApplicationData = ac.Content.ApplicationData
-		return res, nil
+		return res, nil, nil
 	case ContentTypeProposal:
-		ref, err := g.cacheProposal(ac)
+		c, err := g.checkReceivedProposal(ac)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		res.Proposal, res.ProposalRef = ac.Content.Proposal, ref
-		return res, nil
+		res.Proposal, res.ProposalRef = c.proposal, c.ref
+		return res, c, nil
 	case ContentTypeCommit:
 		sc, err := g.stageCommit(ac)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		res.Commit = sc
-		return res, nil
+		return res, nil, nil
 	}
-	return nil, malformed("content type", nil)
+	return nil, nil, malformed("content type", nil)
 }
 
 // processPastApplication decrypts an application message of a kept past
@@ -223,7 +259,10 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
-			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			if n := g.senderLeafCount(p.tree, p.framer); ac.Content.Sender.Index >= n {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, n)
+			}
+			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
 			}
@@ -249,7 +288,11 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	c := &ac.Content
 	switch c.Sender.Type {
 	case SenderTypeMember:
-		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		// Range-check the index before any use (RFC 9420, §6; Appendix C).
+		if n := g.senderLeafCount(st.tree, st.framer); c.Sender.Index >= n {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, n)
+		}
+		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}
@@ -306,8 +349,9 @@ func (g *Group) verifySender(st *epochState, ac *AuthenticatedContent) error {
 	return verifyContent(g.cs, key, ac, st.ctxBytes)
 }
 
-// cacheProposal validates a proposal received by reference and caches it.
-func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
+// checkReceivedProposal validates a proposal received by reference, and
+// that the cache has room for it, and returns its cache entry.
+func (g *Group) checkReceivedProposal(ac *AuthenticatedContent) (*cachedProposal, error) {
 	st := g.state
 	p := ac.Content.Proposal
 	sender := ac.Content.Sender
@@ -335,13 +379,10 @@ func (g *Group) cacheProposal(ac *AuthenticatedContent) (ProposalRef, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range st.proposals {
-		if bytes.Equal(c.ref, ref) {
-			return ref, nil
-		}
+	if err := st.checkCacheRoom(ref, g.cfg.maxCachedProposals()); err != nil {
+		return nil, err
 	}
-	st.proposals = append(st.proposals, cachedProposal{ref: ref, proposal: p, sender: sender})
-	return ref, nil
+	return &cachedProposal{ref: ref, proposal: p, sender: sender}, nil
 }
 
 // checkProposal runs the checks of RFC 9420, §12.1 on a proposal sent or
@@ -388,7 +429,7 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if kp.CipherSuite != g.cs || kp.Version != st.ctx.Version {
 			return invalid("12.1.1", "key package version or cipher suite differs from the group's")
 		}
-		return kp.verifyBasic()
+		return g.verifyKeyPackage(kp)
 	case ProposalTypeUpdate:
 		if sender.Type != SenderTypeMember {
 			return invalid("12.1.2", "update from a non-member")
@@ -401,6 +442,9 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 			return &ValidationError{Section: "12.1.2", Err: err}
 		}
 	case ProposalTypeRemove:
+		if !tree.HasLeaf(p.Remove.Removed) {
+			return leafOutOfRange("12.1.3", "Remove of leaf", uint32(p.Remove.Removed), tree.LeafCount())
+		}
 		if tree.Leaf(p.Remove.Removed) == nil {
 			return invalid("12.1.3", "remove of blank leaf %d", p.Remove.Removed)
 		}
@@ -415,6 +459,10 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if !p.ReInit.CipherSuite.Supported() {
 			return fmt.Errorf("%w: ReInit cipher suite %v", ErrUnsupported, p.ReInit.CipherSuite)
 		}
+		// The extensions become the new group's GroupContext extensions:
+		// no type twice (§13.4), and those this package reads well formed;
+		// otherwise the group would merge a ReInit it cannot carry out.
+		return checkExtensionsSyntax(p.ReInit.Extensions)
 	case ProposalTypeExternalInit:
 	case ProposalTypeGroupContextExtensions:
 		// Whether the members support the new extensions depends on the
@@ -456,14 +504,22 @@ func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension
 	if data, ok := findExtension(exts, ExtensionRequiredCapabilities); ok {
 		rc, _ = unmarshalRequiredCapabilities(data) // checked above
 	}
+	types := treekem.ExtensionTypes(exts)
 	for i, l := range tree.Leaves() {
-		for _, e := range exts {
-			if !l.Capabilities.SupportsExtension(e.Type) {
-				return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, e.Type)}
-			}
+		if t, missing := l.Capabilities.UnsupportedExtension(types); missing {
+			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d does not support extension %d", ErrUnsupported, i, t)}
 		}
 		if rc != nil && !rc.SatisfiedBy(&l.Capabilities) {
 			return &ValidationError{Section: "12.1.7", Err: fmt.Errorf("%w: member %d lacks a required capability", ErrUnsupported, i)}
+		}
+	}
+	// This member judges its own support without its GREASE values
+	// (§13.5).
+	if g.state != nil {
+		if own := tree.Leaf(g.state.priv.LeafIndex()); own != nil {
+			if err := checkOwnSupport(&own.Capabilities, exts); err != nil {
+				return &ValidationError{Section: "12.1.7", Err: err}
+			}
 		}
 	}
 	return nil
@@ -479,6 +535,9 @@ type resolvedProposal struct {
 // resolveProposals turns a commit's proposal list into proposals, looking up
 // references in the epoch's cache.
 func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sender) ([]resolvedProposal, error) {
+	if max := g.cfg.Limits.maxProposals(); len(commit.Proposals) > max {
+		return nil, limitError("12.4", "proposals per commit", max)
+	}
 	out := make([]resolvedProposal, 0, len(commit.Proposals))
 	for i := range commit.Proposals {
 		por := &commit.Proposals[i]
@@ -486,11 +545,10 @@ func (g *Group) resolveProposals(st *epochState, commit *Commit, committer Sende
 		case ProposalOrRefProposal:
 			out = append(out, resolvedProposal{proposal: por.Proposal, sender: committer})
 		case ProposalOrRefReference:
-			j := slices.IndexFunc(st.proposals, func(c cachedProposal) bool { return bytes.Equal(c.ref, por.Reference) })
-			if j < 0 {
+			c, ok := st.findProposal(por.Reference)
+			if !ok {
 				return nil, fmt.Errorf("%w: proposal reference %x", ErrNotFound, []byte(por.Reference))
 			}
-			c := st.proposals[j]
 			out = append(out, resolvedProposal{proposal: c.proposal, sender: c.sender, byRef: true})
 		}
 	}
@@ -525,7 +583,7 @@ func (g *Group) stageCommit(ac *AuthenticatedContent) (*StagedCommit, error) {
 		return nil, invalid("12.4", "commit requires a path")
 	}
 	if external && len(apply.removed) > 0 {
-		if err := checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
+		if err := g.checkResync(st.tree, apply.removed[0], &commit.Path.LeafNode); err != nil {
 			return nil, err
 		}
 	}
@@ -653,16 +711,17 @@ func (g *Group) applyProposals(st *epochState, props []resolvedProposal, committ
 // applyProposalsLinked is applyProposals allowing resumption PSKs of usage
 // link (see checkProposalInCommit).
 func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, committer Sender, link keyschedule.ResumptionPSKUsage) (*appliedProposals, error) {
-	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0}
+	out := &appliedProposals{tree: st.tree.Clone(), extensions: st.extensions, pathRequired: len(props) == 0, proposals: make([]*Proposal, 0, len(props))}
 	external := committer.Type == SenderTypeNewMemberCommit
 	var (
 		gce                   *GroupContextExtensionsProposal
 		updates               []resolvedProposal
 		removes, adds         []*Proposal
 		touched               = map[LeafIndex]bool{}
-		pskSeen               [][]byte
+		pskSeen               map[string]struct{}
 		addKeys               = map[string]bool{}
 		nonDefaultTypesChosen []ProposalType
+		customSeen            map[ProposalType]bool
 	)
 	for _, rp := range props {
 		p := rp.proposal
@@ -704,21 +763,24 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 			removes = append(removes, p)
 			out.pathRequired = true
 		case ProposalTypePreSharedKey:
-			enc, err := p.PreSharedKey.PSK.Bytes()
+			// The nonce makes every ID unique; compare without it, by
+			// map (linear in the number of PSKs, however many).
+			id := p.PreSharedKey.PSK
+			id.PSKNonce = nil
+			idBytes, err := id.Bytes()
 			if err != nil {
 				return nil, err
 			}
-			// The nonce makes every ID unique; compare without it.
-			id := p.PreSharedKey.PSK
-			id.PSKNonce = nil
-			idBytes, _ := id.Bytes()
-			_ = enc
-			for _, s := range pskSeen {
-				if bytes.Equal(s, idBytes) {
-					return nil, invalid("12.2", "the same PSK twice")
-				}
+			if _, dup := pskSeen[string(idBytes)]; dup {
+				return nil, invalid("12.2", "the same PSK twice")
 			}
-			pskSeen = append(pskSeen, idBytes)
+			if pskSeen == nil {
+				pskSeen = map[string]struct{}{}
+			}
+			pskSeen[string(idBytes)] = struct{}{}
+			if len(pskSeen) > g.cfg.Limits.maxPSKs() {
+				return nil, limitError("12.4", "PSKs per commit", g.cfg.Limits.maxPSKs())
+			}
 			out.psks = append(out.psks, p.PreSharedKey.PSK)
 		case ProposalTypeReInit:
 			if len(props) != 1 {
@@ -741,7 +803,14 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 			gce = p.GroupContextExtensions
 			out.pathRequired = true
 		default:
-			nonDefaultTypesChosen = append(nonDefaultTypesChosen, p.Type)
+			// Each type is checked against the members once.
+			if !customSeen[p.Type] {
+				if customSeen == nil {
+					customSeen = map[ProposalType]bool{}
+				}
+				customSeen[p.Type] = true
+				nonDefaultTypesChosen = append(nonDefaultTypesChosen, p.Type)
+			}
 			out.pathRequired = true
 		}
 	}
@@ -800,12 +869,8 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		if err := tree.ValidateLeafNode(&leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
 		}
-		// The new member must support the group's extensions (§13.4).
-		for _, e := range out.extensions {
-			if !leaf.Capabilities.SupportsExtension(e.Type) {
-				return nil, &ValidationError{Section: "13.4", Err: fmt.Errorf("%w: added member does not support group extension %d", ErrUnsupported, e.Type)}
-			}
-		}
+		// The new member supports the group's extensions (§13.4):
+		// ValidateOptions.GroupExtensions.
 		l, err := tree.AddLeaf(&leaf)
 		if err != nil {
 			return nil, &ValidationError{Section: "12.1.1", Err: err}
@@ -830,23 +895,31 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		for _, l := range out.removed {
 			removed[l] = true
 		}
-		for _, t := range nonDefaultTypesChosen {
-			if err := checkCustomProposalSupport(t, st.tree, removed); err != nil {
-				return nil, err
-			}
+		if err := checkCustomProposalsSupport(nonDefaultTypesChosen, st.tree, removed); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
 }
 
 // checkResync checks the Remove of leaf old in an external commit (RFC
-// 9420, §12.4.3.2): the joiner's new leaf must be acceptable as an Update
-// of the removed one, so it must present the same identity (same
-// credential type and identity, see [treekem.Tree.FindIdentity]) and pass
-// the application's credential check. tree is the tree before the commit.
-func checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
-	if !slices.Contains(tree.FindIdentity(&leaf.Credential), old) {
-		return invalid("12.4.3.2", "resync from an identity other than that of removed leaf %d", old)
+// 9420, §12.2, §12.4.3.2): the joiner's new leaf must meet the rules of an
+// Update of the removed leaf, so its credential must be a valid successor
+// of the removed one's ([Config.ValidateCredentialSuccessor], by default
+// the same identity, §5.3.1) and its encryption key must differ (§7.3).
+// The rest of §7.3 (group extensions, required capabilities, credential
+// types) is checked on the path's leaf as on any. tree is the tree before
+// the commit.
+func (g *Group) checkResync(tree *treekem.Tree, old LeafIndex, leaf *LeafNode) error {
+	prev := tree.Leaf(old)
+	if prev == nil {
+		return invalid("12.4.3.2", "resync removes blank leaf %d", old)
+	}
+	if err := g.cfg.credentialSuccessor(&prev.Credential, &leaf.Credential); err != nil {
+		return &ValidationError{Section: "12.4.3.2", Err: err}
+	}
+	if bytes.Equal(prev.EncryptionKey, leaf.EncryptionKey) {
+		return &ValidationError{Section: "12.4.3.2", Err: fmt.Errorf("%w: resync leaf keeps the encryption key of removed leaf %d", treekem.ErrDuplicateKey, old)}
 	}
 	return nil
 }

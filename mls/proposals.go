@@ -233,7 +233,7 @@ func (p *ProposalOrRef) unmarshal(s *cryptobyte.String) bool {
 		p.Proposal = new(Proposal)
 		return p.Proposal.unmarshal(s)
 	case ProposalOrRefReference:
-		return wire.ReadVarintBytes(s, (*[]byte)(&p.Reference))
+		return wire.ReadVarintBytes(s, (*[]byte)(&p.Reference)) && len(p.Reference) >= minRefSize
 	}
 	return false
 }
@@ -256,14 +256,7 @@ func (c *Commit) marshal(b *cryptobyte.Builder) {
 
 func (c *Commit) unmarshal(s *cryptobyte.String) bool {
 	*c = Commit{}
-	if !wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var p ProposalOrRef
-		if !p.unmarshal(s) {
-			return false
-		}
-		c.Proposals = append(c.Proposals, p)
-		return true
-	}) {
+	if !unmarshalProposals(s, &c.Proposals) {
 		return false
 	}
 	var present bool

@@ -96,6 +96,14 @@ func (g *Group) MarshalState() ([]byte, error) {
 	if g.state == nil {
 		return nil, errors.New("mls: marshaling an uninitialized group")
 	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
+	for _, p := range g.past {
+		if _, err := g.pastTree(p); err != nil {
+			return nil, err
+		}
+	}
 	st := g.state
 	cur := encodeNodes(st.tree)
 	body, err := wire.Marshal(func(b *cryptobyte.Builder) {
@@ -463,7 +471,8 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	}
 	g.state = st
 
-	// Cached proposals.
+	// Cached proposals, checked for duplicates in linear time.
+	refs := make(map[string]struct{})
 	if !wire.ReadVector(&s, func(s *cryptobyte.String) bool {
 		var c cachedProposal
 		var ref []byte
@@ -473,11 +482,10 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 			return false
 		}
 		c.ref = ref
-		for _, o := range st.proposals {
-			if bytes.Equal(o.ref, c.ref) {
-				return false
-			}
+		if _, dup := refs[string(ref)]; dup {
+			return false
 		}
+		refs[string(ref)] = struct{}{}
 		st.proposals = append(st.proposals, c)
 		return true
 	}) {
@@ -780,6 +788,9 @@ func (g *Group) MarshalMergedState(s *StagedCommit) ([]byte, error) {
 	}
 	if s.fromEpoch != g.state.ctx.Epoch || !g.active {
 		return nil, fmt.Errorf("%w: staged for epoch %d, group is at %d", ErrWrongEpoch, s.fromEpoch, g.state.ctx.Epoch)
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
 	}
 	old := g.state
 	view := *g

@@ -78,14 +78,7 @@ func (gs *GroupSecrets) unmarshal(s *cryptobyte.String) bool {
 	if present && !wire.ReadVarintBytes(s, &gs.PathSecret) {
 		return false
 	}
-	return wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var id PreSharedKeyID
-		if !id.Unmarshal(s) {
-			return false
-		}
-		gs.PSKs = append(gs.PSKs, id)
-		return true
-	})
+	return wire.ReadList(s, &gs.PSKs, skipPSKID, func(s *cryptobyte.String, id *PreSharedKeyID) bool { return id.Unmarshal(s) })
 }
 
 // EncryptedGroupSecrets is a [GroupSecrets] encrypted to one new member's
@@ -115,15 +108,29 @@ func (w *Welcome) marshal(b *cryptobyte.Builder) {
 
 func (w *Welcome) unmarshal(s *cryptobyte.String) bool {
 	*w = Welcome{}
-	return s.ReadUint16((*uint16)(&w.CipherSuite)) &&
-		wire.ReadVector(s, func(s *cryptobyte.String) bool {
-			var e EncryptedGroupSecrets
-			if !wire.ReadVarintBytes(s, (*[]byte)(&e.NewMember)) || !e.EncryptedGroupSecrets.Unmarshal(s) {
-				return false
-			}
-			w.Secrets = append(w.Secrets, e)
-			return true
-		}) &&
+	if !s.ReadUint16((*uint16)(&w.CipherSuite)) {
+		return false
+	}
+	// The entries are counted before the slice is allocated and share
+	// one copy of the vector's bytes. No field of an entry can be empty:
+	// new_member is a KeyPackageRef, a hash of the suite's size (§5.2),
+	// and an HPKE ciphertext has an encapsulation and an AEAD tag.
+	refSize := 0
+	if w.CipherSuite.Supported() {
+		refSize = w.CipherSuite.HashSize()
+	}
+	read := func(s *cryptobyte.String, e *EncryptedGroupSecrets) bool {
+		c := &e.EncryptedGroupSecrets
+		return wire.ReadVarintSlice(s, (*[]byte)(&e.NewMember)) &&
+			len(e.NewMember) > 0 && (refSize == 0 || len(e.NewMember) == refSize) &&
+			wire.ReadVarintSlice(s, &c.KEMOutput) && len(c.KEMOutput) > 0 &&
+			wire.ReadVarintSlice(s, &c.Ciphertext) && len(c.Ciphertext) > 0
+	}
+	skip := func(s *cryptobyte.String) bool {
+		var e EncryptedGroupSecrets
+		return read(s, &e)
+	}
+	return wire.ReadSharedList(s, &w.Secrets, skip, read) &&
 		wire.ReadVarintBytes(s, &w.EncryptedGroupInfo)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/microchat/e2ee/mls"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a settable time source for issuers.
@@ -33,17 +34,49 @@ func testChallenge(t TokenType) *TokenChallenge {
 
 var tokenTypes = []TokenType{TokenTypeVOPRFP384, TokenTypeVOPRFRistretto255}
 
+// testGroup is the group the test tokens are bound to.
+var testGroup = []byte("group-1")
+
+// withMemory returns cfg (or a new config) with explicit in-memory stores
+// where it has none, as tests may.
+func withMemory(cfg *IssuerConfig) *IssuerConfig {
+	var c IssuerConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Spent == nil || c.Quotas == nil {
+		m := NewMemoryStore()
+		if c.Spent == nil {
+			c.Spent = m
+		}
+		if c.Quotas == nil {
+			c.Quotas = m
+		}
+	}
+	return &c
+}
+
 func newPPIssuer(t testing.TB, tt TokenType, cfg *IssuerConfig) *PrivacyPassIssuer {
 	t.Helper()
-	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), cfg)
+	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), withMemory(cfg))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return iss
 }
 
+func newSimpleIssuer(t testing.TB, cfg *IssuerConfig) *SimpleIssuer {
+	t.Helper()
+	c := withMemory(cfg)
+	si, err := NewSimpleIssuer(NewMemoryStore(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return si
+}
+
 // ppClient builds a client from the issuer's published directory, as an
-// application would.
+// application would, with the issuer's clock and period.
 func ppClient(t testing.TB, iss *PrivacyPassIssuer) *PrivacyPassClient {
 	t.Helper()
 	dir, err := iss.Keys()
@@ -58,20 +91,53 @@ func ppClient(t testing.TB, iss *PrivacyPassIssuer) *PrivacyPassClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewPrivacyPassClient(&dir.Keys[0], iss.Challenge())
+	c, err := NewPrivacyPassClient(dir, iss.Challenge(), &ClientConfig{Now: iss.cfg.Now, Period: iss.cfg.Period})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
+// fetchPP fetches n tokens bound to testGroup with RFC 9578 requests.
 func fetchPP(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
 	t.Helper()
-	pending, req, err := c.Request(n)
+	var toks [][]byte
+	for range n {
+		pending, req, err := c.Request(c.Challenge().ForGroup(testGroup))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := iss.Issue(account, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := pending.Finalize(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	return toks
+}
+
+// groupChallenges returns n copies of c's base challenge bound to group.
+func groupChallenges(c *PrivacyPassClient, group []byte, n int) []*TokenChallenge {
+	out := make([]*TokenChallenge, n)
+	for i := range out {
+		out[i] = c.Challenge().ForGroup(group)
+	}
+	return out
+}
+
+// fetchPPBatch fetches n tokens bound to testGroup in one batched-tokens
+// draft request.
+func fetchPPBatch(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
+	t.Helper()
+	pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, n))
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := iss.Issue(account, req)
+	resp, err := iss.IssueBatch(account, req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +175,8 @@ type scheme struct {
 	clk    *clock
 	fetch  func(t testing.TB, account string, n int) [][]byte
 	issuer Issuer
+	// request returns a fresh request for one token.
+	request func(t testing.TB) []byte
 }
 
 func allSchemes(t testing.TB) []scheme { return allSchemesQuota(t, 0) }
@@ -116,16 +184,43 @@ func allSchemes(t testing.TB) []scheme { return allSchemesQuota(t, 0) }
 func allSchemesQuota(t testing.TB, quota int) []scheme {
 	var out []scheme
 	clk := newClock()
-	si := NewSimpleIssuer(nil, &IssuerConfig{Now: clk.now, Quota: quota})
-	out = append(out, scheme{"simple", si, clk, func(t testing.TB, a string, n int) [][]byte { return fetchSimple(t, si, a, n) }, si})
+	si := newSimpleIssuer(t, &IssuerConfig{Now: clk.now, Quota: quota})
+	out = append(out, scheme{"simple", si, clk, func(t testing.TB, a string, n int) [][]byte { return fetchSimple(t, si, a, n) }, si,
+		func(t testing.TB) []byte { r, _ := NewSimpleRequest(1); return r }})
 	for _, tt := range tokenTypes {
 		clk := newClock()
 		iss := newPPIssuer(t, tt, &IssuerConfig{Now: clk.now, Quota: quota})
 		out = append(out, scheme{fmt.Sprintf("privacypass-%04x", uint16(tt)), iss, clk, func(t testing.TB, a string, n int) [][]byte {
 			return fetchPP(t, iss, ppClient(t, iss), a, n)
-		}, iss})
+		}, iss, func(t testing.TB) []byte {
+			c := ppClient(t, iss)
+			_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return req
+		}})
 	}
+	clk = newClock()
+	batched := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{Now: clk.now, Quota: quota, BatchedTokensDraft: true})
+	out = append(out, scheme{"privacypass-0005-batched", batched, clk, func(t testing.TB, a string, n int) [][]byte {
+		return fetchPPBatch(t, batched, ppClient(t, batched), a, n)
+	}, batchIssuer{batched}, func(t testing.TB) []byte {
+		c := ppClient(t, batched)
+		_, req, err := c.RequestBatch(groupChallenges(c, testGroup, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}})
 	return out
+}
+
+// batchIssuer is the [Issuer] of a batched-tokens draft issuer.
+type batchIssuer struct{ *PrivacyPassIssuer }
+
+func (b batchIssuer) Issue(account string, req []byte) ([]byte, error) {
+	return b.IssueBatch(account, req)
 }
 
 func TestRedeemOnce(t *testing.T) {
@@ -133,10 +228,10 @@ func TestRedeemOnce(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 32)
 			for i, tok := range toks {
-				if err := s.r.Redeem(tok); err != nil {
+				if err := s.r.Redeem(tok, testGroup); err != nil {
 					t.Fatalf("token %d: %v", i, err)
 				}
-				if err := s.r.Redeem(tok); !errors.Is(err, ErrDoubleSpend) {
+				if err := s.r.Redeem(tok, testGroup); !errors.Is(err, ErrDoubleSpend) {
 					t.Fatalf("token %d again: %v, want ErrDoubleSpend", i, err)
 				}
 			}
@@ -158,7 +253,7 @@ func TestConcurrentRedeem(t *testing.T) {
 					<-start
 					for k := range tokens {
 						i := (k + g) % tokens // different goroutines start on different tokens
-						err := s.r.Redeem(toks[i])
+						err := s.r.Redeem(toks[i], testGroup)
 						switch {
 						case err == nil:
 							accepted[i].Add(1)
@@ -187,11 +282,11 @@ func TestRetiredKey(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 3)
 			s.clk.advance(24 * time.Hour) // next period: still accepted
-			if err := s.r.Redeem(toks[0]); err != nil {
+			if err := s.r.Redeem(toks[0], testGroup); err != nil {
 				t.Fatalf("previous period's token: %v", err)
 			}
 			s.clk.advance(24 * time.Hour) // two periods on: refused
-			err := s.r.Redeem(toks[1])
+			err := s.r.Redeem(toks[1], testGroup)
 			if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrExpired) {
 				t.Fatalf("retired token: %v, want ErrUnknownKey or ErrExpired", err)
 			}
@@ -204,8 +299,8 @@ func TestRetiredKey(t *testing.T) {
 		clk := newClock()
 		iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
 		c := ppClient(t, iss)
-		clk.advance(24 * time.Hour)
-		_, req, err := c.Request(1)
+		clk.advance(24*time.Hour + time.Hour) // past the clock skew
+		_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,41 +319,26 @@ func TestKeyRotation(t *testing.T) {
 	}
 	// A second issuer with the same master secret derives the same keys.
 	d2, err := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now}).Keys()
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	b1, _ := d1.Bytes()
+	b2, _ := d2.Bytes()
+	require.Equal(t, b1, b2)
+	// Next, current and previous period, in that order, on period starts.
+	require.Len(t, d1.Keys, 3)
+	day := int64(24 * 3600)
+	cur := clk.now().Unix() / day * day
+	for i, want := range []int64{cur + day, cur, cur - day} {
+		require.Equal(t, want, d1.Keys[i].NotBefore)
 	}
-	if err := d1.Check(d2); err != nil {
-		t.Fatal(err)
-	}
-	if len(d1.Keys) != 2 || d1.Keys[0].Period != d1.Keys[1].Period+1 {
-		t.Fatalf("directory = %+v, want the current and the previous period", d1.Keys)
-	}
-	if bytes.Equal(d1.Keys[0].PublicKey, d1.Keys[1].PublicKey) {
-		t.Fatal("two periods share a key")
-	}
+	require.NotEqual(t, d1.Keys[0].PublicKey, d1.Keys[1].PublicKey)
+	// Truncated key IDs of consecutive periods differ (RFC 9578, §5.5).
+	require.NotEqual(t, d1.Keys[0].ID()[31], d1.Keys[1].ID()[31])
+	require.NotEqual(t, d1.Keys[1].ID()[31], d1.Keys[2].ID()[31])
 	clk.advance(24 * time.Hour)
 	d3, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d3.Keys[1].ID() != d1.Keys[0].ID() {
-		t.Fatal("the previous period's key is not the former current key")
-	}
-	if err := d1.Check(d3); err != nil {
-		t.Fatalf("rotated directories disagree on a shared period: %v", err)
-	}
-	// An issuer that shows one client its own key is caught.
-	other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{7}, 32), testChallenge(TokenTypeVOPRFP384), &IssuerConfig{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d4, err := other.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d3.Check(d4); !errors.Is(err, ErrKeyMismatch) {
-		t.Fatalf("Check of different keys: %v, want ErrKeyMismatch", err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, d1.Keys[0].ID(), d3.Keys[1].ID(), "the current key is the former next key")
+	require.Equal(t, d1.Keys[1].ID(), d3.Keys[2].ID(), "the previous key is the former current key")
 }
 
 func TestQuota(t *testing.T) {
@@ -267,13 +347,7 @@ func TestQuota(t *testing.T) {
 			for range 3 {
 				s.fetch(t, "alice", 10)
 			}
-			var req []byte
-			if s.r.Scheme() == SchemeSimple {
-				req, _ = NewSimpleRequest(1)
-			} else {
-				iss := s.issuer.(*PrivacyPassIssuer)
-				_, req, _ = ppClient(t, iss).Request(1)
-			}
+			req := s.request(t)
 			if _, err := s.issuer.Issue("alice", req); !errors.Is(err, ErrQuotaExceeded) {
 				t.Fatalf("over quota: %v, want ErrQuotaExceeded", err)
 			}
@@ -281,23 +355,22 @@ func TestQuota(t *testing.T) {
 				t.Fatalf("another account: %v", err)
 			}
 			s.clk.advance(24 * time.Hour)
-			if s.r.Scheme() == SchemePrivacyPass {
-				_, req, _ = ppClient(t, s.issuer.(*PrivacyPassIssuer)).Request(1)
-			}
+			req = s.request(t)
 			if _, err := s.issuer.Issue("alice", req); err != nil {
 				t.Fatalf("next period: %v", err)
 			}
 		})
 	}
 	t.Run("batch-size", func(t *testing.T) {
-		si := NewSimpleIssuer(nil, &IssuerConfig{MaxBatch: 8})
+		si := newSimpleIssuer(t, &IssuerConfig{MaxBatch: 8})
 		req, _ := NewSimpleRequest(9)
 		if _, err := si.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
 			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
 		}
-		iss := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{MaxBatch: 8})
-		_, req, _ = ppClient(t, iss).Request(9)
-		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
+		iss := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{MaxBatch: 8, BatchedTokensDraft: true})
+		c := ppClient(t, iss)
+		_, req, _ = c.RequestBatch(groupChallenges(c, testGroup, 9))
+		if _, err := iss.IssueBatch("alice", req); !errors.Is(err, ErrBatchSize) {
 			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
 		}
 	})
@@ -307,7 +380,7 @@ func TestQuota(t *testing.T) {
 var knownErrors = []error{
 	ErrMalformed, ErrUnsupportedScheme, ErrUnsupportedTokenType, ErrInvalidToken, ErrDoubleSpend,
 	ErrUnknownKey, ErrExpired, ErrInvalidProof, ErrQuotaExceeded, ErrBatchSize, ErrKeyMismatch,
-	ErrNotPrivateMessage, ErrUnsupportedVersion,
+	ErrNotPrivateMessage, ErrUnsupportedVersion, ErrUnexpectedKey, ErrRateLimited, ErrUnsupportedProtocol,
 }
 
 func isKnown(err error) bool {
@@ -339,33 +412,33 @@ func TestTamperedToken(t *testing.T) {
 			for _, f := range fields {
 				bad := bytes.Clone(tok)
 				bad[f.off] ^= 0x01
-				if err := iss.Redeem(bad); !errors.Is(err, f.want) {
+				if err := iss.Redeem(bad, testGroup); !errors.Is(err, f.want) {
 					t.Errorf("%s flipped: %v, want %v", f.name, err, f.want)
 				}
 			}
 			for _, bad := range [][]byte{tok[:len(tok)-1], append(bytes.Clone(tok), 0), nil} {
-				if err := iss.Redeem(bad); !errors.Is(err, ErrMalformed) {
+				if err := iss.Redeem(bad, testGroup); !errors.Is(err, ErrMalformed) {
 					t.Errorf("token of %d bytes: %v, want ErrMalformed", len(bad), err)
 				}
 			}
 			// None of that spent the real token.
-			if err := iss.Redeem(tok); err != nil {
+			if err := iss.Redeem(tok, testGroup); err != nil {
 				t.Fatalf("genuine token after tampering: %v", err)
 			}
 		})
 	}
 	t.Run("simple", func(t *testing.T) {
-		si := NewSimpleIssuer(nil, nil)
+		si := newSimpleIssuer(t, nil)
 		tok := fetchSimple(t, si, "alice", 1)[0]
 		bad := bytes.Clone(tok)
 		bad[5] ^= 0x80
-		if err := si.Redeem(bad); !errors.Is(err, ErrInvalidToken) {
+		if err := si.Redeem(bad, nil); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("flipped: %v, want ErrInvalidToken", err)
 		}
-		if err := si.Redeem(tok[:31]); !errors.Is(err, ErrMalformed) {
+		if err := si.Redeem(tok[:31], nil); !errors.Is(err, ErrMalformed) {
 			t.Errorf("short: %v, want ErrMalformed", err)
 		}
-		if err := si.Redeem(tok); err != nil {
+		if err := si.Redeem(tok, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -375,13 +448,13 @@ func TestTamperedProof(t *testing.T) {
 	for _, tt := range tokenTypes {
 		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
 			p, _ := tt.params()
-			iss := newPPIssuer(t, tt, nil)
+			iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 			c := ppClient(t, iss)
-			pending, req, err := c.Request(4)
+			pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 4))
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := iss.Issue("alice", req)
+			resp, err := iss.IssueBatch("alice", req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -399,16 +472,16 @@ func TestTamperedProof(t *testing.T) {
 				}
 			}
 			// An evaluation by another key, with a valid proof for that key.
-			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), nil)
+			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), withMemory(&IssuerConfig{BatchedTokensDraft: true}))
 			if err != nil {
 				t.Fatal(err)
 			}
 			breq, _ := ParseBatchTokenRequest(req)
 			now := other.cfg.period(other.cfg.Now())
-			k, _ := other.key(now, now)
+			k, _ := other.key(now, 0)
 			breq.TruncatedTokenKeyID = k.id[31]
 			req2, _ := breq.Bytes()
-			resp2, err := other.Issue("alice", req2)
+			resp2, err := other.IssueBatch("alice", req2)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -486,7 +559,7 @@ func TestEnvelope(t *testing.T) {
 }
 
 func TestEnvelopeRefused(t *testing.T) {
-	si := NewSimpleIssuer(nil, nil)
+	si := newSimpleIssuer(t, nil)
 	server := NewServer(si)
 	toks := fetchSimple(t, si, "alice", 1)
 	msg := privateMessage([]byte("g"), 1, 1, []byte("x"))
@@ -621,16 +694,16 @@ func TestEnvelopeHasNoSender(t *testing.T) {
 func TestPrivacyPassUnlinkable(t *testing.T) {
 	for _, tt := range tokenTypes {
 		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
-			iss := newPPIssuer(t, tt, nil)
+			iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 			c := ppClient(t, iss)
 			var transcript [][]byte // everything the issuer saw at issuance
 			var tokens [][]byte
 			for _, account := range []string{"alice", "bob"} {
-				pending, req, err := c.Request(8)
+				pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 8))
 				if err != nil {
 					t.Fatal(err)
 				}
-				resp, err := iss.Issue(account, req)
+				resp, err := iss.IssueBatch(account, req)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -657,9 +730,10 @@ func TestPrivacyPassUnlinkable(t *testing.T) {
 			}
 			// The same token input blinded twice gives unrelated requests.
 			nonce := [][32]byte{{1}}
-			_, r1, _ := c.request(nonce, nil)
-			_, r2, _ := c.request(nonce, nil)
-			if bytes.Equal(r1, r2) {
+			ch := groupChallenges(c, testGroup, 1)
+			_, r1, _ := c.request(ch, nonce, nil)
+			_, r2, _ := c.request(ch, nonce, nil)
+			if bytes.Equal(r1[0], r2[0]) {
 				t.Fatal("blinding is deterministic")
 			}
 		})
@@ -669,7 +743,7 @@ func TestPrivacyPassUnlinkable(t *testing.T) {
 func TestWireRoundTrip(t *testing.T) {
 	iss := newPPIssuer(t, TokenTypeVOPRFP384, nil)
 	c := ppClient(t, iss)
-	_, req, _ := c.Request(3)
+	_, req, _ := c.RequestBatch(groupChallenges(c, testGroup, 3))
 	r, err := ParseBatchTokenRequest(req)
 	if err != nil {
 		t.Fatal(err)
@@ -737,7 +811,7 @@ func TestSealedGroupMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	issuer := NewSimpleIssuer(nil, nil)
+	issuer := newSimpleIssuer(t, nil)
 	server := NewServer(issuer)
 	toks := fetchSimple(t, issuer, "alice", 2)
 

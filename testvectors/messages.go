@@ -244,7 +244,7 @@ func genMessages(g *generator) ([]messagesVector, error) {
 		if v.Commit, err = p.Commit.PublicMessage.Content.Commit.Bytes(); err != nil {
 			return nil, err
 		}
-		gi, err := s.members[0].GroupInfo(true, true)
+		gi, err := s.members[0].GroupInfo(&mls.GroupInfoOptions{ExternalPub: true})
 		if err != nil {
 			return nil, err
 		}

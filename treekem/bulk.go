@@ -17,9 +17,24 @@ import (
 // instead of folding a growing change set into it again and again. For a
 // big tree the encryption key index is built on a second goroutine.
 func (t *Tree) indexAll() {
+	// The maps are sized from the nodes present, not the width, so that
+	// a sparse tree costs memory in proportion to what it holds.
+	nonBlank, leaves := 0, 0
+	for i := uint32(0); i < t.nodes.width; i++ {
+		if t.nodes.isNil(NodeIndex(i)) {
+			i |= 1<<chunkBits - 1 // skip the rest of a nil chunk
+			continue
+		}
+		if nd := t.nodes.at(NodeIndex(i)); !nd.blank() {
+			nonBlank++
+			if nd.leaf != nil {
+				leaves++
+			}
+		}
+	}
 	var enc map[string]NodeIndex
 	indexEnc := func() {
-		enc = make(map[string]NodeIndex, t.nodes.width)
+		enc = make(map[string]NodeIndex, nonBlank)
 		for i := range t.nodes.width {
 			n := NodeIndex(i)
 			if k := t.nodes.at(n).encryptionKey(); k != nil {
@@ -35,8 +50,8 @@ func (t *Tree) indexAll() {
 	} else {
 		indexEnc()
 	}
-	sig := make(map[string]LeafIndex, t.nodes.width/2+1)
-	ident := make(map[string][]LeafIndex, t.nodes.width/2+1)
+	sig := make(map[string]LeafIndex, leaves)
+	ident := make(map[string][]LeafIndex, leaves)
 	for i := 0; i < int(t.nodes.width); i += 2 {
 		l := t.nodes.at(NodeIndex(i)).leaf
 		if l == nil {
@@ -50,7 +65,7 @@ func (t *Tree) indexAll() {
 		ident[ik] = append(ident[ik], li) // in increasing order
 		t.idx.members++
 		t.idx.credUsed[l.Credential.Type]++
-		forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported[c]++ })
+		forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported.add(c, 1) })
 	}
 	for k, v := range ident {
 		ident[k] = v[:len(v):len(v)] // appending later must copy

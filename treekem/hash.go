@@ -2,6 +2,10 @@ package treekem
 
 import (
 	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/microchat/e2ee/hpke"
 
 	"golang.org/x/crypto/cryptobyte"
 
@@ -39,6 +43,23 @@ func (t *Tree) nodeHash(n NodeIndex) []byte {
 	if nd.hash != nil {
 		return nd.hash
 	}
+	// A node of a nil chunk (see nodeStore) has nowhere to cache its hash
+	// without allocating the chunk, which would make a sparse tree cost
+	// its width. The hash of a subtree lying wholly in nil chunks depends
+	// only on its position, so it is cached beside the tree for the
+	// higher subtrees; the rest is recomputed when needed.
+	nilNode := t.nodes.isNil(n)
+	level := treemath.Level(n.tm())
+	var key blankKey
+	if nilNode && level >= blankCacheLevel {
+		lo, hi := n-(NodeIndex(1)<<level-1), n+(NodeIndex(1)<<level-1)
+		if t.nodes.rangeNil(lo, hi) {
+			key = blankKey{suite: t.suite, node: n}
+			if h, ok := blankHashes.Load(key); ok {
+				return h.([]byte)
+			}
+		}
+	}
 	var h []byte
 	if n.IsLeaf() {
 		h = t.leafHash(n.Leaf(), nd.leaf)
@@ -47,8 +68,44 @@ func (t *Tree) nodeHash(n NodeIndex) []byte {
 		r := t.nodeHash(NodeIndex(treemath.Right(n.tm(), t.LeafCount())))
 		h = t.parentHashInput(nd.parent, l, r)
 	}
-	t.nodes.mut(n).hash = h
+	switch {
+	case !nilNode:
+		t.nodes.mut(n).hash = h
+	case key != blankKey{}:
+		storeBlankHash(key, h)
+	}
 	return h
+}
+
+// blankCacheLevel is the lowest level of the all-blank subtrees whose
+// hashes are cached in blankHashes: lower ones are recomputed, at most
+// 2^blankCacheLevel hashes each.
+const blankCacheLevel = 5
+
+// blankKey names an all-blank subtree: its hash depends only on the
+// cipher suite and the position of its root (RFC 9420, Section 7.8: blank
+// leaves hash their index).
+type blankKey struct {
+	suite hpke.CipherSuite
+	node  NodeIndex
+}
+
+// blankHashes caches the hashes of all-blank subtrees of nil chunks, for
+// every tree: they are the same in every tree. It holds at most
+// maxBlankHashes entries; past that, they are recomputed.
+var (
+	blankHashes    sync.Map // blankKey -> []byte
+	blankHashCount atomic.Int64
+	maxBlankHashes = int64(1 << 16)
+)
+
+func storeBlankHash(k blankKey, h []byte) {
+	if blankHashCount.Load() >= maxBlankHashes {
+		return
+	}
+	if _, loaded := blankHashes.LoadOrStore(k, h); !loaded {
+		blankHashCount.Add(1)
+	}
 }
 
 // leafHash hashes a TreeHashInput for a leaf (RFC 9420, Section 7.8).

@@ -135,17 +135,21 @@ func (c *Credential) Unmarshal(s *cryptobyte.String) bool {
 	case CredentialBasic:
 		return wire.ReadVarintBytes(s, &c.Identity)
 	case CredentialX509:
-		return wire.ReadVector(s, func(s *cryptobyte.String) bool {
-			var cert []byte
-			if !wire.ReadVarintBytes(s, &cert) {
-				return false
-			}
-			c.Certificates = append(c.Certificates, cert)
-			return true
-		})
+		// The certificates share one copy of the chain's bytes. A
+		// certificate shorter than a DER tag and length is rejected.
+		return wire.ReadSharedList(s, &c.Certificates, skipCertificate, readCertificate)
 	default:
 		return wire.ReadVarintBytes(s, &c.Data)
 	}
+}
+
+func readCertificate(s *cryptobyte.String, cert *[]byte) bool {
+	return wire.ReadVarintSlice(s, cert) && len(*cert) >= 2
+}
+
+func skipCertificate(s *cryptobyte.String) bool {
+	var cert []byte
+	return readCertificate(s, &cert)
 }
 
 // identityKey returns the key under which the tree indexes c: its type
@@ -238,6 +242,68 @@ func (c *Capabilities) SupportsCredential(t CredentialType) bool {
 	return slices.Contains(c.Credentials, t)
 }
 
+// UnsupportedExtension returns the first type of types that is neither a
+// default extension type nor listed in c, and whether there is one. It
+// takes time linear in the lengths of both lists, however long and
+// hostile they are.
+func (c *Capabilities) UnsupportedExtension(types []ExtensionType) (ExtensionType, bool) {
+	return firstMissing(c.Extensions, types, ExtensionType.IsDefault)
+}
+
+// UnsupportedProposal is [Capabilities.UnsupportedExtension] for proposal
+// types.
+func (c *Capabilities) UnsupportedProposal(types []ProposalType) (ProposalType, bool) {
+	return firstMissing(c.Proposals, types, ProposalType.IsDefault)
+}
+
+// ExtensionTypes returns the types of exts, in order.
+func ExtensionTypes(exts []Extension) []ExtensionType {
+	if len(exts) == 0 {
+		return nil
+	}
+	out := make([]ExtensionType, len(exts))
+	for i := range exts {
+		out[i] = exts[i].Type
+	}
+	return out
+}
+
+// smallLists bounds the product of two list lengths below which firstMissing
+// compares every pair rather than building a set.
+const smallLists = 64
+
+// firstMissing returns the first element of want that is not in have and
+// for which implicit (if non-nil) is false. It compares pairs only for
+// short lists and otherwise marks have in a bitmap of all 2^16 values, so
+// that it takes time linear in len(have)+len(want) (a leaf may list tens of
+// thousands of types) and does not allocate.
+func firstMissing[T ~uint16](have, want []T, implicit func(T) bool) (T, bool) {
+	if len(want) == 0 {
+		return 0, false
+	}
+	if len(have)*len(want) <= smallLists {
+		for _, t := range want {
+			if (implicit == nil || !implicit(t)) && !slices.Contains(have, t) {
+				return t, true
+			}
+		}
+		return 0, false
+	}
+	var set [1 << 16 / 64]uint64
+	for _, t := range have {
+		set[t/64] |= 1 << (t % 64)
+	}
+	for _, t := range want {
+		if implicit != nil && implicit(t) {
+			continue
+		}
+		if set[t/64]&(1<<(t%64)) == 0 {
+			return t, true
+		}
+	}
+	return 0, false
+}
+
 // RequiredCapabilities is the content of the required_capabilities
 // GroupContext extension (RFC 9420, Section 11.1).
 type RequiredCapabilities struct {
@@ -261,24 +327,19 @@ func (r *RequiredCapabilities) Unmarshal(s *cryptobyte.String) bool {
 		readUint16s(s, &r.Credentials)
 }
 
-// SatisfiedBy reports whether c supports everything r requires.
+// SatisfiedBy reports whether c supports everything r requires: every
+// required extension and proposal type is a default type or listed in c,
+// and every required credential type is listed in c (RFC 9420, Section
+// 11.1). It takes time linear in the lengths of the lists.
 func (r *RequiredCapabilities) SatisfiedBy(c *Capabilities) bool {
-	for _, t := range r.Extensions {
-		if !c.SupportsExtension(t) {
-			return false
-		}
+	if _, missing := c.UnsupportedExtension(r.Extensions); missing {
+		return false
 	}
-	for _, t := range r.Proposals {
-		if !c.SupportsProposal(t) {
-			return false
-		}
+	if _, missing := c.UnsupportedProposal(r.Proposals); missing {
+		return false
 	}
-	for _, t := range r.Credentials {
-		if !c.SupportsCredential(t) {
-			return false
-		}
-	}
-	return true
+	_, missing := firstMissing(c.Credentials, r.Credentials, nil)
+	return !missing
 }
 
 // Lifetime is the validity period of a leaf node from a KeyPackage, in
@@ -416,8 +477,14 @@ func (l *LeafNode) Sign(cs hpke.CipherSuite, priv *hpke.SignaturePrivateKey, gro
 
 // VerifySignature checks l.Signature with l.SignatureKey (RFC 9420,
 // Section 7.2). groupID and leaf matter only for the update and commit
-// sources. Failure matches [ErrInvalidSignature].
+// sources. Failure matches [ErrInvalidSignature], or [ErrMalformed] if the
+// signature key does not decode.
 func (l *LeafNode) VerifySignature(cs hpke.CipherSuite, groupID []byte, leaf LeafIndex) error {
+	// A key that does not decode (a compressed ECDSA point, a key of the
+	// wrong length) is malformed input, not a failed signature: say so.
+	if err := cs.ValidateSignaturePublicKey(l.SignatureKey); err != nil {
+		return fmt.Errorf("%w: leaf node signature_key: %w", ErrMalformed, err)
+	}
 	tbs, err := l.tbs(groupID, leaf)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)

@@ -17,8 +17,27 @@ type LeafIndex uint32
 // leaf i is node 2i, parents are odd (RFC 9420, Appendix C).
 type NodeIndex uint32
 
-// Node returns the node index of leaf l.
-func (l LeafIndex) Node() NodeIndex { return NodeIndex(2 * l) }
+// MaxLeafIndex is the largest leaf index whose node index (2*l) fits in a
+// [NodeIndex]. A tree never has more leaves than that: indexes read from
+// the wire above it are out of range of every tree.
+const MaxLeafIndex LeafIndex = 1<<31 - 1
+
+// InvalidNode is the node index that [LeafIndex.Node] returns for a leaf
+// index above [MaxLeafIndex]. It is odd and beyond the widest possible
+// tree (2^32-1 nodes, indexes 0 to 2^32-2), so it is never a node of any
+// tree: every [Tree] method treats it as out of range.
+const InvalidNode NodeIndex = 1<<32 - 1
+
+// Node returns the node index of leaf l, 2*l (RFC 9420, Appendix C). The
+// conversion cannot wrap: for l above [MaxLeafIndex] it returns
+// [InvalidNode], which no tree holds, so an index read from the wire can
+// never alias another leaf.
+func (l LeafIndex) Node() NodeIndex {
+	if l > MaxLeafIndex {
+		return InvalidNode
+	}
+	return NodeIndex(2 * l)
+}
 
 // IsLeaf reports whether n is a leaf node.
 func (n NodeIndex) IsLeaf() bool { return n&1 == 0 }
@@ -93,9 +112,32 @@ func (c *HPKECiphertext) Marshal(b *cryptobyte.Builder) {
 	wire.AddVarintBytes(b, c.Ciphertext)
 }
 
-// Unmarshal reads an HPKECiphertext from s.
+// Unmarshal reads an HPKECiphertext from s. It rejects an empty
+// kem_output or ciphertext, which no HPKE encryption produces (every KEM
+// has an encapsulation and every AEAD a tag), so that a vector of them
+// costs memory in proportion to its bytes.
 func (c *HPKECiphertext) Unmarshal(s *cryptobyte.String) bool {
-	return wire.ReadVarintBytes(s, &c.KEMOutput) && wire.ReadVarintBytes(s, &c.Ciphertext)
+	return wire.ReadVarintBytes(s, &c.KEMOutput) && wire.ReadVarintBytes(s, &c.Ciphertext) &&
+		len(c.KEMOutput) > 0 && len(c.Ciphertext) > 0
+}
+
+// readSharedCiphertext is Unmarshal without copying: the fields point into
+// s, which must be a private copy.
+func readSharedCiphertext(s *cryptobyte.String, c *HPKECiphertext) bool {
+	return wire.ReadVarintSlice(s, &c.KEMOutput) && wire.ReadVarintSlice(s, &c.Ciphertext) &&
+		len(c.KEMOutput) > 0 && len(c.Ciphertext) > 0
+}
+
+func skipHPKECiphertext(s *cryptobyte.String) bool {
+	var c HPKECiphertext
+	return readSharedCiphertext(s, &c)
+}
+
+// readHPKECiphertexts reads an `HPKECiphertext ciphertexts<V>` vector
+// from s: one copy of the vector's bytes, which the ciphertexts point
+// into, and a slice of exactly as many ciphertexts as it holds.
+func readHPKECiphertexts(s *cryptobyte.String, out *[]HPKECiphertext) bool {
+	return wire.ReadSharedList(s, out, skipHPKECiphertext, readSharedCiphertext)
 }
 
 // UpdatePathNode is one parent node of an [UpdatePath]: its new public key
@@ -129,29 +171,27 @@ func (p *UpdatePath) Marshal(b *cryptobyte.Builder) {
 	})
 }
 
-// Unmarshal reads an UpdatePath from s.
+// maxPathNodes bounds the nodes of an UpdatePath: a filtered direct path
+// has at most one node per level of the tree, and a tree indexed by uint32
+// has fewer than 32 levels above its leaves.
+const maxPathNodes = 32
+
+func skipUpdatePathNode(s *cryptobyte.String) bool {
+	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s)
+}
+
+// Unmarshal reads an UpdatePath from s. It rejects more than 32 path nodes,
+// which no tree can have (see maxPathNodes).
 func (p *UpdatePath) Unmarshal(s *cryptobyte.String) bool {
 	*p = UpdatePath{}
 	if !p.LeafNode.Unmarshal(s) {
 		return false
 	}
-	return wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var n UpdatePathNode
-		if !wire.ReadVarintBytes(s, &n.EncryptionKey) {
-			return false
-		}
-		if !wire.ReadVector(s, func(s *cryptobyte.String) bool {
-			var c HPKECiphertext
-			if !c.Unmarshal(s) {
-				return false
-			}
-			n.EncryptedPathSecret = append(n.EncryptedPathSecret, c)
-			return true
-		}) {
-			return false
-		}
-		p.Nodes = append(p.Nodes, n)
-		return true
+	if n, ok := wire.CountVector(*s, skipUpdatePathNode); !ok || n > maxPathNodes {
+		return false
+	}
+	return wire.ReadList(s, &p.Nodes, skipUpdatePathNode, func(s *cryptobyte.String, n *UpdatePathNode) bool {
+		return wire.ReadVarintBytes(s, &n.EncryptionKey) && readHPKECiphertexts(s, &n.EncryptedPathSecret)
 	})
 }
 

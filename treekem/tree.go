@@ -57,7 +57,7 @@ type index struct {
 	// credUsed counts the leaves using each credential type, credSupported
 	// the leaves whose capabilities list it.
 	credUsed      map[CredentialType]int
-	credSupported map[CredentialType]int
+	credSupported credCounts
 	members       int
 	// lastPlus1 is one more than the highest non-blank node, zero if
 	// there is none: nodes from there on are blank (see blankSubtree).
@@ -70,7 +70,7 @@ func (x *index) clone() index {
 		enc:           x.enc.clone(),
 		ident:         x.ident.clone(),
 		credUsed:      cloneMap(x.credUsed),
-		credSupported: cloneMap(x.credSupported),
+		credSupported: x.credSupported.clone(),
 		members:       x.members,
 		lastPlus1:     x.lastPlus1,
 	}
@@ -89,8 +89,7 @@ func cloneMap[K comparable, V any](m map[K]V) map[K]V {
 // otherwise. Add the first member with [Tree.AddLeaf].
 func NewTree(cs hpke.CipherSuite) *Tree {
 	return &Tree{suite: cs, idx: index{
-		credUsed:      map[CredentialType]int{},
-		credSupported: map[CredentialType]int{},
+		credUsed: map[CredentialType]int{},
 	}}
 }
 
@@ -110,7 +109,7 @@ func (t *Tree) MemberCount() int { return t.idx.members }
 // Leaf returns the leaf node at l, or nil if it is blank or out of range.
 // The caller must not modify it.
 func (t *Tree) Leaf(l LeafIndex) *LeafNode {
-	if uint64(l.Node()) >= uint64(t.nodes.width) {
+	if !t.inRange(l) {
 		return nil
 	}
 	return t.nodes.at(NodeIndex(l.Node())).leaf
@@ -279,6 +278,11 @@ func (t *Tree) FilteredDirectPath(l LeafIndex) []NodeIndex {
 // inRange reports whether l is a leaf of the tree, blank or not.
 func (t *Tree) inRange(l LeafIndex) bool { return uint64(l) < uint64(t.LeafCount()) }
 
+// HasLeaf reports whether l is a leaf position of the tree, blank or not:
+// l < [Tree.LeafCount]. Check it on every leaf index read from the wire
+// before using it.
+func (t *Tree) HasLeaf(l LeafIndex) bool { return t.inRange(l) }
+
 // filteredDirectPath returns the filtered direct path of l and, for each of
 // its nodes, the child on l's copath. l must be in range.
 func (t *Tree) filteredDirectPath(l LeafIndex) (path, copath []NodeIndex) {
@@ -354,7 +358,7 @@ func (t *Tree) unindexNode(n NodeIndex) {
 	}
 	t.idx.members--
 	decr(t.idx.credUsed, l.Credential.Type)
-	forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { decr(t.idx.credSupported, c) })
+	forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported.add(c, -1) })
 }
 
 func (t *Tree) indexNode(n NodeIndex) {
@@ -381,7 +385,7 @@ func (t *Tree) indexNode(n NodeIndex) {
 	t.idx.ident.set(ik, slices.Insert(slices.Clone(v), i, li))
 	t.idx.members++
 	t.idx.credUsed[l.Credential.Type]++
-	forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported[c]++ })
+	forEachDistinct(l.Capabilities.Credentials, func(c CredentialType) { t.idx.credSupported.add(c, 1) })
 }
 
 func decr[K comparable](m map[K]int, k K) {
@@ -389,14 +393,6 @@ func decr[K comparable](m map[K]int, k K) {
 		delete(m, k)
 	} else {
 		m[k]--
-	}
-}
-
-func forEachDistinct[T comparable](v []T, f func(T)) {
-	for i, x := range v {
-		if !slices.Contains(v[:i], x) {
-			f(x)
-		}
 	}
 }
 
@@ -581,8 +577,11 @@ func (t *Tree) Bytes() []byte { return wire.MustMarshal(t.Marshal) }
 // ParseTree decodes a whole `optional<Node> ratchet_tree<V>` (RFC 9420,
 // Section 12.4.3.3) for the cipher suite cs and extends it with blank
 // nodes to a full tree. It checks the structure only: that the tree is not
-// empty, that its last node is not blank, and that leaves and parents sit
-// at even and odd positions. Validate the contents with [Tree.Validate].
+// empty, that it has an odd number of nodes (an array of even length is
+// malformed, Section 12.4.3.3), that its last node is not blank, and that
+// leaves and parents sit at even and odd positions. Errors on the
+// structure match [ErrInvalidTree]; an even-length array also matches
+// [ErrMalformed]. Validate the contents with [Tree.Validate].
 func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if !cs.Supported() {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
@@ -593,6 +592,9 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	}
 	if t.nodes.width == 0 || t.nodes.at(NodeIndex(t.nodes.width-1)).blank() {
 		return nil, fmt.Errorf("%w: ratchet tree is empty or ends with a blank node", ErrInvalidTree)
+	}
+	if t.nodes.width%2 == 0 {
+		return nil, both(ErrInvalidTree, ErrMalformed, "ratchet tree has an even number of nodes (%d)", t.nodes.width)
 	}
 	for i := range int(t.nodes.width) {
 		nd := t.nodes.at(NodeIndex(i))
@@ -609,11 +611,13 @@ func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	return t, nil
 }
 
-// push appends a node.
+// push appends a node. A blank one only widens the store.
 func (s *nodeStore) push(nd node) {
 	n := s.width
 	s.resize(n + 1)
-	*s.mut(NodeIndex(n)) = nd
+	if !nd.blank() {
+		*s.mut(NodeIndex(n)) = nd
+	}
 }
 
 // unmarshalNodes reads the node vector into t.nodes.

@@ -25,9 +25,28 @@ type ValidateOptions struct {
 	// against a clock (RFC 9420 only recommends it for received nodes). It
 	// may be called concurrently by [Tree.Validate].
 	Now func() time.Time
-	// MaxLifetime, if non-zero, is the longest total lifetime accepted for
-	// a key_package leaf node (RFC 9420, Section 7.2).
+	// MaxLifetime, if positive, is the longest total lifetime (not_after
+	// minus not_before) accepted for a key_package leaf node (RFC 9420,
+	// Section 7.2).
 	MaxLifetime time.Duration
+	// Version, if non-zero, is the group's protocol version: a leaf node
+	// must then list it, and the tree's cipher suite, in its capabilities
+	// (RFC 9420, Sections 7.2, 10 and 11.1: every member supports the
+	// group's version and cipher suite, and a client lists every version
+	// and suite it supports).
+	Version ProtocolVersion
+	// GroupExtensions are the types of the group's GroupContext
+	// extensions, which every leaf node must support: list, unless they
+	// are default types (RFC 9420, Sections 7.3 and 13.4).
+	GroupExtensions []ExtensionType
+	// Successor, if set, is called by [Tree.ValidateLeafNode] when a leaf
+	// node replaces the non-blank leaf at the same position (an Update, or
+	// the leaf of a commit's UpdatePath), with the old and the new node,
+	// once every other check on the new node has passed. It is where the
+	// application checks that the new credential is a valid successor of
+	// the old one (RFC 9420, Section 5.3.1). An error from it is wrapped so
+	// that it matches [ErrCredential].
+	Successor func(at LeafIndex, old, new *LeafNode) error
 	// Credential, if set, is the application's credential validation
 	// (RFC 9420, Section 5.3.1). An error from it is wrapped so that it
 	// matches [ErrCredential]. It may be called concurrently by
@@ -57,16 +76,28 @@ func (t *Tree) checkLeaf(leaf *LeafNode, at LeafIndex, opts *ValidateOptions) er
 	if !caps.SupportsCredential(leaf.Credential.Type) {
 		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d does not list its own credential type %d", at, leaf.Credential.Type)
 	}
+	if v := opts.Version; v != 0 {
+		if !slices.Contains(caps.Versions, v) {
+			return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d does not list the group's protocol version %d", at, v)
+		}
+		if !slices.Contains(caps.CipherSuites, t.suite) {
+			return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d does not list the group's cipher suite %v", at, t.suite)
+		}
+	}
 	if r := opts.RequiredCapabilities; r != nil && !r.SatisfiedBy(caps) {
 		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d lacks a required capability", at)
+	}
+	if e, missing := caps.UnsupportedExtension(opts.GroupExtensions); missing {
+		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d does not support group extension %d", at, e)
 	}
 	if DuplicateExtension(leaf.Extensions) {
 		return fmt.Errorf("%w: leaf %d repeats an extension type", ErrInvalidLeafNode, at)
 	}
-	for i := range leaf.Extensions {
-		if !caps.SupportsExtension(leaf.Extensions[i].Type) {
-			return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d uses extension %d it does not list", at, leaf.Extensions[i].Type)
-		}
+	// Every non-default extension of the leaf is listed in its own
+	// capabilities (RFC 9420, Sections 7.2 and 7.3), in time linear in
+	// both lists.
+	if e, missing := caps.UnsupportedExtension(ExtensionTypes(leaf.Extensions)); missing {
+		return both(ErrInvalidLeafNode, ErrCapabilities, "leaf %d uses extension %d it does not list", at, e)
 	}
 	if leaf.Source == SourceKeyPackage {
 		lt := leaf.Lifetime
@@ -90,7 +121,8 @@ func (t *Tree) checkLeaf(leaf *LeafNode, at LeafIndex, opts *ValidateOptions) er
 // credential, capabilities, extensions, lifetime) it checks, using the
 // tree's indexes and without a scan, that its signature and encryption
 // keys are not used elsewhere in the tree and that its credential type is
-// supported by every other member and it supports theirs.
+// supported by every other member and it supports theirs. When the node
+// replaces a non-blank leaf it finally calls [ValidateOptions.Successor].
 func (t *Tree) ValidateLeafNode(leaf *LeafNode, source LeafNodeSource, at LeafIndex, opts *ValidateOptions) error {
 	if opts == nil {
 		opts = &ValidateOptions{}
@@ -113,7 +145,15 @@ func (t *Tree) ValidateLeafNode(leaf *LeafNode, source LeafNodeSource, at LeafIn
 	if err := t.checkUnique(leaf, replaced); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLeafNode, err)
 	}
-	return t.checkCredentialCoverage(leaf, old)
+	if err := t.checkCredentialCoverage(leaf, old); err != nil {
+		return err
+	}
+	if old != nil && opts.Successor != nil {
+		if err := opts.Successor(at, old, leaf); err != nil {
+			return fmt.Errorf("%w: %w: leaf %d: not a valid successor: %w", ErrInvalidLeafNode, ErrCredential, at, err)
+		}
+	}
+	return nil
 }
 
 // checkCredentialCoverage checks the credential type rules of RFC 9420,
@@ -121,7 +161,7 @@ func (t *Tree) ValidateLeafNode(leaf *LeafNode, source LeafNodeSource, at LeafIn
 // per-type counts of the index.
 func (t *Tree) checkCredentialCoverage(leaf, old *LeafNode) error {
 	others := t.idx.members
-	supported := t.idx.credSupported[leaf.Credential.Type]
+	supported := t.idx.credSupported.get(leaf.Credential.Type)
 	if old != nil {
 		others--
 		if old.Capabilities.SupportsCredential(leaf.Credential.Type) {
@@ -131,11 +171,13 @@ func (t *Tree) checkCredentialCoverage(leaf, old *LeafNode) error {
 	if supported < others {
 		return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d is not supported by every member", leaf.Credential.Type)
 	}
+	var set credSet
+	supports := credLookup(leaf.Capabilities.Credentials, &set)
 	for ct, n := range t.idx.credUsed {
 		if old != nil && old.Credential.Type == ct {
 			n--
 		}
-		if n > 0 && !leaf.Capabilities.SupportsCredential(ct) {
+		if n > 0 && !supports(ct) {
 			return both(ErrInvalidLeafNode, ErrCapabilities, "credential type %d used in the group is not supported", ct)
 		}
 	}
@@ -224,9 +266,16 @@ func (t *Tree) checkStructure() error {
 		} else if j != LeafIndex(i/2) {
 			return both(ErrInvalidTree, ErrDuplicateKey, "leaves %d and %d share a signature key", j, i/2)
 		}
-		for ct, c := range t.idx.credUsed {
-			if c > 0 && !nd.leaf.Capabilities.SupportsCredential(ct) {
-				return both(ErrInvalidTree, ErrCapabilities, "leaf %d does not support credential type %d used in the group", i/2, ct)
+	}
+	// Every leaf supports every type in use exactly when each such type
+	// is listed by every leaf: O(types) from the index's counts, with a
+	// scan for the culprit only on failure.
+	for ct, c := range t.idx.credUsed {
+		if c > 0 && t.idx.credSupported.get(ct) < t.idx.members {
+			for l, leaf := range t.Leaves() {
+				if !leaf.Capabilities.SupportsCredential(ct) {
+					return both(ErrInvalidTree, ErrCapabilities, "leaf %d does not support credential type %d used in the group", l, ct)
+				}
 			}
 		}
 	}

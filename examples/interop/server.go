@@ -277,7 +277,7 @@ func (s *server) GroupInfo(_ context.Context, req *mlsclient.GroupInfoRequest) (
 	if err != nil {
 		return nil, err
 	}
-	gi, err := st.g.GroupInfo(!req.ExternalTree, true)
+	gi, err := st.g.GroupInfo(&mls.GroupInfoOptions{RatchetTreeOutOfBand: req.ExternalTree, ExternalPub: true})
 	if err != nil {
 		return nil, fail("group info", err)
 	}

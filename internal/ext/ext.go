@@ -43,38 +43,45 @@ func MarshalExtensions(b *cryptobyte.Builder, exts []Extension) {
 }
 
 // UnmarshalExtensions reads an `Extension extensions<V>` vector from s,
-// copying the data. An empty vector is stored as nil. It does not reject
+// copying the data once for the whole vector (the extensions' Data point
+// into that copy). An empty vector is stored as nil. It does not reject
 // repeated types; see [DuplicateExtension].
 func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
-	var exts []Extension
-	ok := wire.ReadVector(s, func(s *cryptobyte.String) bool {
-		var e Extension
-		if !s.ReadUint16((*uint16)(&e.Type)) || !wire.ReadVarintBytes(s, &e.Data) {
-			return false
-		}
-		exts = append(exts, e)
-		return true
-	})
-	if !ok {
-		return false
-	}
-	*out = exts
-	return true
+	return wire.ReadSharedList(s, out, skipExtension, readExtension)
+}
+
+func readExtension(s *cryptobyte.String, e *Extension) bool {
+	return s.ReadUint16((*uint16)(&e.Type)) && wire.ReadVarintSlice(s, &e.Data)
+}
+
+func skipExtension(s *cryptobyte.String) bool {
+	var e Extension
+	return readExtension(s, &e)
 }
 
 // DuplicateExtension reports whether exts lists some extension type more
 // than once, which RFC 9420, Section 13.4 forbids. It takes time linear in
 // len(exts), however hostile the list.
 func DuplicateExtension(exts []Extension) bool {
-	if len(exts) < 2 {
+	if len(exts) <= 16 {
+		for i := range exts {
+			for j := range i {
+				if exts[j].Type == exts[i].Type {
+					return true
+				}
+			}
+		}
 		return false
 	}
-	seen := make(map[ExtensionType]struct{}, len(exts))
+	// Extension types are 16-bit: one bit each, on the stack.
+	var seen [1 << 16 / 64]uint64
 	for i := range exts {
-		if _, ok := seen[exts[i].Type]; ok {
+		t := exts[i].Type
+		w, b := t>>6, uint64(1)<<(t&63)
+		if seen[w]&b != 0 {
 			return true
 		}
-		seen[exts[i].Type] = struct{}{}
+		seen[w] |= b
 	}
 	return false
 }

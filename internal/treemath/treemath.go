@@ -16,8 +16,21 @@ type NodeIndex uint32
 // LeafIndex is the index of a leaf among the leaves of a tree.
 type LeafIndex uint32
 
-// Node returns the node index of leaf l.
-func (l LeafIndex) Node() NodeIndex { return NodeIndex(2 * l) }
+// MaxLeaf is the largest leaf index whose node index fits in a NodeIndex.
+const MaxLeaf LeafIndex = 1<<31 - 1
+
+// InvalidNode is what [LeafIndex.Node] returns for a leaf index above
+// [MaxLeaf]: odd, and beyond the widest possible tree, so never a node.
+const InvalidNode NodeIndex = 1<<32 - 1
+
+// Node returns the node index of leaf l, 2*l, or [InvalidNode] for l above
+// [MaxLeaf]: the conversion never wraps around to another leaf's node.
+func (l LeafIndex) Node() NodeIndex {
+	if l > MaxLeaf {
+		return InvalidNode
+	}
+	return NodeIndex(2 * l)
+}
 
 // IsLeaf reports whether x is a leaf node.
 func (x NodeIndex) IsLeaf() bool { return x&1 == 0 }

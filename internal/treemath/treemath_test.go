@@ -115,6 +115,10 @@ func TestLevelAndLog2(t *testing.T) {
 	if LeafIndex(5).Node() != 10 || NodeIndex(10).Leaf() != 5 {
 		t.Error("leaf/node index conversion")
 	}
+	// 2*l must not wrap: leaf 2^31+2 is not leaf 2.
+	if MaxLeaf.Node() != 1<<32-2 || LeafIndex(1<<31+2).Node() != InvalidNode || LeafIndex(1<<32-1).Node() != InvalidNode {
+		t.Error("leaf index above MaxLeaf wraps")
+	}
 }
 
 func BenchmarkDirectPath(b *testing.B) {

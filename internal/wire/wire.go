@@ -13,8 +13,11 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/microchat/e2ee/internal/errs"
 )
 
 // MaxVarint is the largest value a variable-size vector header can encode
@@ -25,7 +28,7 @@ const MaxVarint = 1<<30 - 1
 // [ErrMalformed] with [errors.Is].
 var (
 	// ErrMalformed is matched by every decoding error of this package.
-	ErrMalformed = errors.New("wire: malformed encoding")
+	ErrMalformed = errs.Malformed("wire: malformed encoding")
 	// ErrTruncated means the input ended before the structure did.
 	ErrTruncated = &malformedError{"wire: input truncated"}
 	// ErrNonMinimal means a varint was not encoded in its shortest form.
@@ -116,17 +119,36 @@ func ReadVarint(s *cryptobyte.String, out *uint32) bool {
 
 // AddVarintPrefixed adds the bytes written by f, preceded by their length as
 // a varint. The body is built in a scratch builder because the size of the
-// prefix depends on it.
+// prefix depends on it; the scratch buffers are pooled (and cleared after
+// use, as they may hold secrets), so that nested vectors do not cost an
+// allocation per level and per element.
 func AddVarintPrefixed(b *cryptobyte.Builder, f func(*cryptobyte.Builder)) {
-	var child cryptobyte.Builder
-	f(&child)
+	bp := scratch.Get().(*[]byte)
+	child := cryptobyte.NewBuilder((*bp)[:0])
+	f(child)
 	body, err := child.Bytes()
 	if err != nil {
 		b.SetError(err)
-		return
+	} else {
+		AddVarintBytes(b, body)
 	}
-	AddVarintBytes(b, body)
+	release(bp, body)
 }
+
+// maxScratch is the largest scratch buffer kept for reuse.
+const maxScratch = 4 << 20
+
+// release clears a scratch buffer, which may hold secrets, and returns it
+// to the pool unless it grew too large to keep.
+func release(bp *[]byte, buf []byte) {
+	clear(buf)
+	if cap(buf) <= maxScratch {
+		*bp = buf[:0]
+		scratch.Put(bp)
+	}
+}
+
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
 
 // ReadVarintPrefixed reads a varint length and that many bytes from s into
 // out, without copying.
@@ -174,6 +196,112 @@ func ReadVector(s *cryptobyte.String, f func(*cryptobyte.String) bool) bool {
 			return false
 		}
 	}
+	return true
+}
+
+// SkipVarintBytes skips a varint-prefixed byte vector.
+func SkipVarintBytes(s *cryptobyte.String) bool {
+	var body cryptobyte.String
+	return ReadVarintPrefixed(s, &body)
+}
+
+// ReadVarintSlice reads a varint-prefixed byte vector from s into out
+// without copying it. out's capacity is its length, so appending to it
+// never writes into s. Use it on a buffer the result may keep, such as a
+// private copy of a whole vector read with [ReadVarintBytes], so that many
+// small elements share one allocation instead of one each.
+func ReadVarintSlice(s *cryptobyte.String, out *[]byte) bool {
+	var body cryptobyte.String
+	if !ReadVarintPrefixed(s, &body) {
+		return false
+	}
+	*out = body[:len(body):len(body)]
+	return true
+}
+
+// CountVector returns the number of elements of the varint-prefixed
+// vector at the start of s, each read by skip, without consuming s. skip
+// must not allocate; like [ReadVector] it fails on an element of no bytes.
+// Decoders count a vector before they allocate its slice, so that the
+// slice is exactly as long as what the input holds.
+func CountVector(s cryptobyte.String, skip func(*cryptobyte.String) bool) (int, bool) {
+	var body cryptobyte.String
+	if !ReadVarintPrefixed(&s, &body) {
+		return 0, false
+	}
+	return CountElements(body, skip)
+}
+
+// CountElements is [CountVector] on a vector's body, without its length
+// prefix: every byte of body must belong to an element.
+func CountElements(body cryptobyte.String, skip func(*cryptobyte.String) bool) (int, bool) {
+	n := 0
+	for !body.Empty() {
+		before := len(body)
+		if !skip(&body) || len(body) == before {
+			return 0, false
+		}
+		n++
+	}
+	return n, true
+}
+
+// ReadSharedList is [ReadList] for elements that hold byte strings: it
+// copies the vector's bytes once, and read decodes each element from that
+// copy, keeping its fields pointing into it (see [ReadVarintSlice]). So a
+// vector of many small elements costs one copy of its bytes and one slice,
+// not an allocation per field.
+func ReadSharedList[T any](s *cryptobyte.String, out *[]T, skip func(*cryptobyte.String) bool, read func(*cryptobyte.String, *T) bool) bool {
+	var body cryptobyte.String
+	if !ReadVarintPrefixed(s, &body) {
+		return false
+	}
+	n, ok := CountElements(body, skip)
+	if !ok {
+		return false
+	}
+	if n == 0 {
+		*out = nil
+		return true
+	}
+	buf := cryptobyte.String(append(make([]byte, 0, len(body)), body...))
+	v := make([]T, n)
+	for i := range v {
+		if !read(&buf, &v[i]) {
+			return false
+		}
+	}
+	if !buf.Empty() {
+		return false
+	}
+	*out = v
+	return true
+}
+
+// ReadList reads a varint-prefixed vector of T from s into out: it counts
+// the elements with skip (see [CountVector]), allocates the slice once,
+// and decodes each element in place with read. An empty vector is stored
+// as nil.
+func ReadList[T any](s *cryptobyte.String, out *[]T, skip func(*cryptobyte.String) bool, read func(*cryptobyte.String, *T) bool) bool {
+	n, ok := CountVector(*s, skip)
+	if !ok {
+		return false
+	}
+	var v []T
+	if n > 0 {
+		v = make([]T, n)
+	}
+	i := 0
+	if !ReadVector(s, func(s *cryptobyte.String) bool {
+		if i == n || !read(s, &v[i]) {
+			return false
+		}
+		i++
+		return true
+	}) || i != n {
+		return false
+	}
+	*out = v
 	return true
 }
 
@@ -230,10 +358,21 @@ func Parse(data []byte, f func(*cryptobyte.String) bool) error {
 
 // Marshal runs f on a fresh builder and returns the bytes, or the first error
 // f set on the builder.
+//
+// The encoding is built in a pooled scratch buffer, which is cleared after
+// use, and copied out once at its exact size, so that the builder's growth
+// costs no allocation.
 func Marshal(f func(*cryptobyte.Builder)) ([]byte, error) {
-	var b cryptobyte.Builder
-	f(&b)
-	return b.Bytes()
+	bp := scratch.Get().(*[]byte)
+	b := cryptobyte.NewBuilder((*bp)[:0])
+	f(b)
+	body, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	out := append(make([]byte, 0, len(body)), body...)
+	release(bp, body)
+	return out, nil
 }
 
 // MustMarshal is like [Marshal] but panics on error. It is for structures

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/internal/vectortest"
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -26,9 +28,7 @@ func TestGeneratedVectors(t *testing.T) {
 
 func testDeserialization(t *testing.T, v *deserializationVector) {
 	got, n, err := DecodeVarint(v.VLBytesHeader)
-	if err != nil {
-		t.Fatalf("DecodeVarint(%x): %v", v.VLBytesHeader, err)
-	}
+	require.NoError(t, err, "DecodeVarint(%x)", v.VLBytesHeader)
 	if got != v.Length || n != len(v.VLBytesHeader) {
 		t.Fatalf("DecodeVarint(%x) = %d, %d bytes; want %d, %d bytes", v.VLBytesHeader, got, n, v.Length, len(v.VLBytesHeader))
 	}
@@ -185,9 +185,7 @@ func FuzzVarintBytes(f *testing.F) {
 			})
 		})
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("unknown error %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "unknown error")
 			return
 		}
 		enc, err := Marshal(func(b *cryptobyte.Builder) {
@@ -197,11 +195,7 @@ func FuzzVarintBytes(f *testing.F) {
 				}
 			})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(enc, data) {
-			t.Fatalf("re-encoding gave %x, input was %x", enc, data)
-		}
+		require.NoError(t, err)
+		require.Equal(t, data, enc, "re-encoding gave")
 	})
 }
