@@ -90,7 +90,7 @@ func openClient(ctx context.Context, serverURL, name, dbPath string, out *locked
 		db:     db,
 		store:  st,
 		cfg:    &mls.Config{Handshake: mls.HandshakePrivate, PaddingBlock: 32},
-		ds:     &dsClient{base: serverURL, http: &http.Client{}},
+		ds:     newDSClient(serverURL),
 		out:    out,
 		groups: map[string]*member{},
 	}
@@ -744,9 +744,22 @@ func (c *client) senderName(m *member, leaf mls.LeafIndex) string {
 
 // dsClient speaks the HTTP interface of examples/server.
 type dsClient struct {
-	base     string
-	http     *http.Client
+	base string
+	http *http.Client
+	// sealed carries the sealed envelopes (and the challenge requests),
+	// each on a connection of its own: a connection kept alive would link
+	// an envelope to the account that used the connection before, or to
+	// the envelopes sent on it before.
+	sealed   *http.Client
 	tokenURL string // the issuer-request-uri of the issuer directory
+}
+
+func newDSClient(base string) *dsClient {
+	return &dsClient{
+		base:   base,
+		http:   &http.Client{},
+		sealed: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
 }
 
 // errNotFound is the server's 404.
@@ -760,11 +773,11 @@ func (d *dsClient) do(ctx context.Context, method, path string, body []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	return d.doRequest(req)
+	return d.doRequest(d.http, req)
 }
 
-func (d *dsClient) doRequest(req *http.Request) ([]byte, error) {
-	resp, err := d.http.Do(req)
+func (d *dsClient) doRequest(hc *http.Client, req *http.Request) ([]byte, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -311,7 +310,7 @@ func storedTokens(t *testing.T, dbPath, group string) int {
 // group of their own (the server cannot decrypt them; it only routes).
 func checkTokenOnce(t *testing.T, url string) {
 	ctx := context.Background()
-	ds := &dsClient{base: url, http: &http.Client{}}
+	ds := newDSClient(url)
 	groupID := []byte("token-once")
 	ch, err := ds.challenge(ctx, groupID)
 	require.NoError(t, err)

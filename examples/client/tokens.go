@@ -279,13 +279,19 @@ func (c *client) checkView(m *member, res *mls.Processed) {
 	}
 }
 
-// sendSealed posts a sealed envelope and returns the message's place in
-// the group's log.
+// sendSealed posts a sealed envelope, on a connection of its own and with
+// nothing that names the client, and returns the message's place in the
+// group's log.
 func (d *dsClient) sendSealed(ctx context.Context, groupID, env []byte) (int64, error) {
 	var resp struct {
 		Seq int64 `json:"seq"`
 	}
-	data, err := d.do(ctx, http.MethodPost, "/v1/groups/"+hex.EncodeToString(groupID)+"/envelopes", env)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.base+"/v1/groups/"+hex.EncodeToString(groupID)+"/envelopes", bytes.NewReader(env))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	data, err := d.doRequest(d.sealed, req)
 	if err != nil {
 		return 0, err
 	}
@@ -300,7 +306,7 @@ func (d *dsClient) challenge(ctx context.Context, groupID []byte) (*sealedsender
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.http.Do(req)
+	resp, err := d.sealed.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +361,7 @@ func (d *dsClient) issue(ctx context.Context, account string, tokenRequest []byt
 	}
 	req.Header.Set("Content-Type", "application/private-token-request")
 	req.Header.Set(accountHeader, account)
-	return d.doRequest(req)
+	return d.doRequest(d.http, req)
 }
 
 // accountHeader names the account asking for tokens (examples/server).
