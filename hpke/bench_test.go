@@ -23,7 +23,7 @@ func BenchmarkBackend(b *testing.B) {
 	info := []byte("info")
 
 	for _, be := range backends {
-		p := newParams("bench", suites[1].hash, aeadAES128GCM, be.k, sigEd25519)
+		p := newParams("bench", builtinSuites[1].hash, aeadAES128GCM, be.k, sigEd25519)
 		recipient, err := be.k.deriveKeyPair(0, ikm)
 		if err != nil {
 			b.Fatal(err)

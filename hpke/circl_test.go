@@ -19,9 +19,9 @@ func TestCirclCrossCheck(t *testing.T) {
 			p := newParams("test", h, a, kemX448, sigEd448)
 			t.Run(fmt.Sprintf("X448/kdf=%d/aead=%d", p.kdfID, a), func(t *testing.T) {
 				t.Parallel()
-				suite := circlhpke.NewSuite(circlhpke.KEM(p.kem.id), circlhpke.KDF(p.kdfID), circlhpke.AEAD(p.aead))
-				scheme := circlhpke.KEM(p.kem.id).Scheme()
-				ikm := make([]byte, p.kem.nSk)
+				suite := circlhpke.NewSuite(circlhpke.KEM(p.kem.kemID()), circlhpke.KDF(p.kdfID), circlhpke.AEAD(p.aead))
+				scheme := circlhpke.KEM(p.kem.kemID()).Scheme()
+				ikm := make([]byte, p.kem.(*kem).nSk)
 				rand.Read(ikm)
 				ours, err := p.kem.deriveKeyPair(0, ikm)
 				if err != nil {

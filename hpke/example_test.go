@@ -47,3 +47,32 @@ func Example() {
 	// signature valid: true
 	// private key prints as [redacted]
 }
+
+// This example registers the X-Wing suite of draft-ietf-mls-pq-ciphersuites
+// at a private-use code point and uses it like a built-in suite.
+func ExampleRegisterCipherSuite() {
+	const xwing hpke.CipherSuite = 0xF001
+	if err := hpke.RegisterCipherSuite(xwing, hpke.MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519); err != nil {
+		panic(err)
+	}
+	// A code point cannot be redefined.
+	err := hpke.RegisterCipherSuite(xwing, hpke.MLS_256_MLKEM1024_AES256GCM_SHA384_MLDSA87)
+	fmt.Println(err != nil)
+
+	priv, err := xwing.DeriveKeyPair(make([]byte, xwing.HashSize()))
+	if err != nil {
+		panic(err)
+	}
+	kemOutput, ct, err := xwing.EncryptWithLabel(priv.PublicKey(), "UpdatePathNode", nil, []byte("path secret"))
+	if err != nil {
+		panic(err)
+	}
+	pt, err := xwing.DecryptWithLabel(priv, "UpdatePathNode", nil, kemOutput, ct)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(xwing, len(priv.PublicKey()), len(kemOutput), string(pt))
+	// Output:
+	// true
+	// MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519 1216 1120 path secret
+}

@@ -14,7 +14,7 @@ import (
 // official crypto-basics vectors when they are present.
 
 func fuzzSeeds(f *testing.F) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		k, err := cs.GenerateKeyPair()
 		if err != nil {
 			f.Fatal(err)
@@ -27,10 +27,19 @@ func fuzzSeeds(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(uint8(cs), k.PublicKey(), []byte("msg"), sig)
-		f.Add(uint8(cs), s.PublicKey(), []byte("msg"), sig)
-		f.Add(uint8(cs), k.Bytes(), []byte{}, sig[:len(sig)/2])
-		f.Add(uint8(cs), make([]byte, len(k.PublicKey())), []byte(nil), []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+		b := byteOfSuite(cs)
+		f.Add(b, k.PublicKey(), []byte("msg"), sig)
+		f.Add(b, s.PublicKey(), []byte("msg"), sig)
+		f.Add(b, k.Bytes(), []byte{}, sig[:len(sig)/2])
+		f.Add(b, s.Bytes(), []byte{}, sig)
+		f.Add(b, make([]byte, len(k.PublicKey())), []byte(nil), []byte{0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01})
+		if _, ok := cs.Definition(); ok && cs > 7 {
+			// A KEM output of the right size (ML-KEM-1024 ciphertexts are
+			// 1,568 bytes) and a maximal-size signature.
+			enc, ct, _ := cs.Seal(k.PublicKey(), nil, nil, []byte("msg"))
+			f.Add(b, enc, []byte(nil), ct)
+			f.Add(b, s.PublicKey(), []byte("msg"), make([]byte, len(sig)))
+		}
 	}
 	// The official vectors' keys and signatures, when present.
 	if vectortest.Dir() != "" {
@@ -46,12 +55,26 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(uint8(9), []byte{4}, []byte{}, []byte{0x30, 0x00})
 }
 
+// suiteFromByte maps most inputs onto a supported suite (RFC 9420's below
+// 200, the registered PQ test suites from 200 to 249) and keeps a few
+// unsupported.
 func suiteFromByte(b uint8) CipherSuite {
-	// Map most inputs onto a supported suite, keep a few unsupported.
-	if b < 250 {
+	switch {
+	case b < 200:
 		return CipherSuite(1 + b%7)
+	case b < 250:
+		pq := pqSuites()
+		return pq[int(b-200)%len(pq)]
 	}
 	return CipherSuite(b)
+}
+
+// byteOfSuite is the inverse of suiteFromByte for supported suites.
+func byteOfSuite(cs CipherSuite) uint8 {
+	if cs <= 7 {
+		return uint8(cs - 1)
+	}
+	return uint8(200 + int(cs) - pqTestBase)
 }
 
 func FuzzVerify(f *testing.F) {
@@ -121,7 +144,7 @@ func FuzzNewPrivateKey(f *testing.F) {
 func FuzzOpen(f *testing.F) {
 	fuzzSeeds(f)
 	keys := map[CipherSuite]*PrivateKey{}
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		k, err := cs.DeriveKeyPair([]byte("fuzz"))
 		if err != nil {
 			f.Fatal(err)

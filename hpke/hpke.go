@@ -6,8 +6,20 @@
 //
 // A [CipherSuite] names a hash function, a KDF (HKDF with that hash), an AEAD,
 // an HPKE KEM and a signature scheme, as registered by RFC 9420, Section 17.1.
-// All seven suites of the registry are supported. Every operation is a method
+// All seven suites of the registry are built in. Every operation is a method
 // on the [CipherSuite] value, which is safe for concurrent use.
+//
+// # Post-quantum suites
+//
+// Other suites are defined by the application from their components with a
+// [SuiteDefinition] and [RegisterCipherSuite], under a code point it
+// chooses; from then on the code point works like a built-in suite. The
+// KEMs include ML-KEM-512/768/1024 and the hybrids MLKEM768-X25519
+// (X-Wing), MLKEM768-P256 and MLKEM1024-P384 of draft-ietf-hpke-pq, the
+// signatures ML-DSA-44/65/87 (FIPS 204). [PostQuantumSuites] lists ready
+// definitions: the eleven suites of draft-ietf-mls-pq-ciphersuites (such as
+// [MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519]) and those deployed by
+// ts-mls and OpenMLS. Their code points are not assigned by IANA.
 //
 // # Labeled functions
 //
@@ -24,8 +36,11 @@
 // the same way for every KEM of the MLS suites, including DHKEM(X448), which
 // the standard library does not offer. Only what MLS uses is implemented: base
 // mode, single-shot Seal and Open (sequence number zero), and the exporter.
-// [CipherSuite.DeriveKeyPair] follows RFC 9180, Section 7.1.3 for every KEM
-// and accepts input keying material of any length.
+// The exception are the suites whose KEM is ML-KEM-768, ML-KEM-1024 or one of
+// the hybrids: crypto/hpke does not expose their Encap and Decap, so HPKE for
+// them runs whole in crypto/hpke. [CipherSuite.DeriveKeyPair] follows
+// RFC 9180, Section 7.1.3 for the DHKEMs and draft-ietf-hpke-pq for the
+// post-quantum KEMs, and accepts input keying material of any length.
 //
 // # Errors
 //
@@ -39,7 +54,10 @@
 //
 // # Backends
 //
-// X25519 uses github.com/cloudflare/circl/dh/x25519, which measured about
+// ML-KEM-768, ML-KEM-1024 and the three hybrid KEMs come from crypto/hpke,
+// which then runs HPKE for those suites as a whole (it does not expose
+// Encap and Decap); ML-KEM-512 comes from circl (crypto/hpke lacks it), and
+// ML-DSA from circl (the standard library has no public ML-DSA). X25519 uses github.com/cloudflare/circl/dh/x25519, which measured about
 // twice as fast as crypto/ecdh for key generation and derivation and about
 // 1.4 times as fast for DH (see BenchmarkBackend). X448 and Ed448 use circl
 // because the standard library has neither; everything else uses the
@@ -108,6 +126,9 @@ const (
 	sigECDSAP521SHA512 sigScheme = 0x0603
 	sigEd25519         sigScheme = 0x0807
 	sigEd448           sigScheme = 0x0808
+	sigMLDSA44         sigScheme = 0x0904
+	sigMLDSA65         sigScheme = 0x0905
+	sigMLDSA87         sigScheme = 0x0906
 )
 
 // params holds everything a suite is made of.
@@ -119,13 +140,18 @@ type params struct {
 	kdfID   uint16 // HPKE KDF identifier of HKDF with hash
 	aead    aeadID
 	nk, nn  int
-	kem     *kem
+	kem     kemScheme
 	sig     sigScheme
 	// hpkeSuiteID is "HPKE" || kem_id || kdf_id || aead_id (RFC 9180, Section 5.1).
 	hpkeSuiteID []byte
+	// def is the suite's definition (what CipherSuite.Definition returns).
+	def SuiteDefinition
+	// std is set when HPKE for this suite comes whole from crypto/hpke:
+	// for the KEMs whose encapsulation crypto/hpke does not expose.
+	std *stdSuite
 }
 
-func newParams(name string, h crypto.Hash, a aeadID, k *kem, s sigScheme) *params {
+func newParams(name string, h crypto.Hash, a aeadID, k kemScheme, s sigScheme) *params {
 	p := &params{name: name, hash: h, aead: a, kem: k, sig: s}
 	switch h {
 	case crypto.SHA256:
@@ -146,13 +172,19 @@ func newParams(name string, h crypto.Hash, a aeadID, k *kem, s sigScheme) *param
 	default:
 		panic("hpke: internal error: unknown AEAD")
 	}
+	id := k.kemID()
 	p.hpkeSuiteID = []byte{'H', 'P', 'K', 'E',
-		byte(k.id >> 8), byte(k.id), byte(p.kdfID >> 8), byte(p.kdfID), byte(a >> 8), byte(a)}
+		byte(id >> 8), byte(id), byte(p.kdfID >> 8), byte(p.kdfID), byte(a >> 8), byte(a)}
+	p.def = SuiteDefinition{Name: name, KEM: KEM(id), KDF: KDF(p.kdfID), AEAD: AEAD(a), Signature: SignatureScheme(s)}
+	if sk, ok := k.(*stdKEM); ok {
+		p.std = newStdSuite(sk, p.kdfID, a)
+	}
 	return p
 }
 
-// suites is indexed by CipherSuite value; index 0 is unused.
-var suites = [...]*params{
+// builtinSuites holds the suites of RFC 9420, indexed by CipherSuite value;
+// index 0 is unused. Other suites are registered (see RegisterCipherSuite).
+var builtinSuites = [...]*params{
 	MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519: newParams("MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519",
 		crypto.SHA256, aeadAES128GCM, kemX25519, sigEd25519),
 	MLS_128_DHKEMP256_AES128GCM_SHA256_P256: newParams("MLS_128_DHKEMP256_AES128GCM_SHA256_P256",
@@ -171,10 +203,13 @@ var suites = [...]*params{
 
 // params returns the suite's parameters, or nil if cs is not supported.
 func (cs CipherSuite) params() *params {
-	if int(cs) >= len(suites) {
-		return nil
+	if int(cs) < len(builtinSuites) {
+		return builtinSuites[cs]
 	}
-	return suites[cs]
+	if m := registry.Load(); m != nil {
+		return (*m)[cs]
+	}
+	return nil
 }
 
 // mustParams returns the suite's parameters and panics if cs is not
@@ -189,11 +224,12 @@ func (cs CipherSuite) mustParams() *params {
 	return p
 }
 
-// CipherSuites returns all supported cipher suites in increasing order of
-// their identifiers. The caller owns the returned slice.
+// CipherSuites returns the seven cipher suites of RFC 9420 in increasing
+// order of their identifiers; [RegisteredCipherSuites] returns the others.
+// The caller owns the returned slice.
 func CipherSuites() []CipherSuite {
-	out := make([]CipherSuite, 0, len(suites)-1)
-	for i, p := range suites {
+	out := make([]CipherSuite, 0, len(builtinSuites)-1)
+	for i, p := range builtinSuites {
 		if p != nil {
 			out = append(out, CipherSuite(i))
 		}
@@ -201,13 +237,16 @@ func CipherSuites() []CipherSuite {
 	return out
 }
 
-// Supported reports whether cs is a cipher suite implemented by this package.
+// Supported reports whether cs is a cipher suite implemented by this
+// package: one of RFC 9420's seven or one registered with
+// [RegisterCipherSuite].
 // Methods without an error result panic when called on an unsupported suite,
 // so check Supported for suite identifiers read from peer input.
 func (cs CipherSuite) Supported() bool { return cs.params() != nil }
 
-// String returns the IANA name of the suite, or "CipherSuite(0x....)" for an
-// unknown identifier.
+// String returns the IANA name of the suite (for a registered suite, the
+// name it was registered with), or "CipherSuite(0x....)" for an unknown
+// identifier.
 func (cs CipherSuite) String() string {
 	if p := cs.params(); p != nil {
 		return p.name

@@ -110,7 +110,7 @@ func TestAEAD(t *testing.T) {
 }
 
 func TestDeriveKeyPair(t *testing.T) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			seen := map[string]bool{}
@@ -209,7 +209,7 @@ func TestKeyPairs(t *testing.T) {
 			if _, _, err := cs.Seal(k.PublicKey()[1:], nil, nil, nil); !errors.Is(err, ErrInvalidPublicKey) {
 				t.Errorf("Seal to a short public key: %v", err)
 			}
-			if cs.params().kem.bitmask != 0 {
+			if cs.params().kem.(*kem).bitmask != 0 {
 				zero := make([]byte, nsk[cs])
 				if _, err := cs.NewPrivateKey(zero); !errors.Is(err, ErrInvalidPrivateKey) {
 					t.Errorf("zero scalar: %v", err)
@@ -229,7 +229,7 @@ func TestKeyPairs(t *testing.T) {
 }
 
 func TestHPKE(t *testing.T) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			k, err := cs.GenerateKeyPair()
@@ -296,7 +296,7 @@ func TestHPKE(t *testing.T) {
 
 			// A key of another KEM is refused.
 			for _, cs2 := range CipherSuites() {
-				if cs2.params().kem.id == cs.params().kem.id {
+				if cs2.params().kem.kemID() == cs.params().kem.kemID() {
 					continue
 				}
 				if _, err := cs2.Open(k, enc, info, aad, ct); !errors.Is(err, ErrInvalidPrivateKey) {
@@ -327,7 +327,7 @@ func TestLowOrderPoints(t *testing.T) {
 }
 
 func TestSignatures(t *testing.T) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			k, err := cs.GenerateSignatureKey()
@@ -401,7 +401,7 @@ func TestSignatures(t *testing.T) {
 }
 
 func TestRedacted(t *testing.T) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		k, _ := cs.GenerateKeyPair()
 		s, _ := cs.GenerateSignatureKey()
 		for _, v := range []any{k, s, *k, *s} {
@@ -424,7 +424,7 @@ func TestRedacted(t *testing.T) {
 }
 
 func TestDeriveTreeSecretLength(t *testing.T) {
-	for _, cs := range CipherSuites() {
+	for _, cs := range testSuites() {
 		a := cs.DeriveTreeSecret([]byte("s"), "key", 1, cs.AEADKeySize())
 		b := cs.DeriveTreeSecret([]byte("s"), "key", 2, cs.AEADKeySize())
 		if len(a) != cs.AEADKeySize() || bytes.Equal(a, b) {

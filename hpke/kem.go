@@ -2,6 +2,7 @@ package hpke
 
 import (
 	"crypto/ecdh"
+	stdhpke "crypto/hpke"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -11,9 +12,10 @@ import (
 
 	"github.com/cloudflare/circl/dh/x25519"
 	"github.com/cloudflare/circl/dh/x448"
+	"github.com/cloudflare/circl/kem/mlkem/mlkem512"
 )
 
-// PrivateKey is an HPKE private key (a DHKEM decapsulation key) of one cipher
+// PrivateKey is an HPKE private key (a decapsulation key) of one cipher
 // suite. It must be kept secret. It prints as "[redacted]" with every fmt
 // verb. A PrivateKey is immutable and safe for concurrent use.
 type PrivateKey struct {
@@ -21,11 +23,14 @@ type PrivateKey struct {
 	sk    []byte           // serialized private key, Nsk bytes
 	pk    []byte           // serialized public key, Npk bytes
 	ecdh  *ecdh.PrivateKey // cached key for crypto/ecdh backends, else nil
+	std   stdhpke.PrivateKey
+	ml512 *mlkem512.PrivateKey
 }
 
 // Bytes returns the serialized private key (Nsk bytes), the form accepted by
-// [CipherSuite.NewPrivateKey]. The result must be kept secret; the caller owns
-// it. For X25519 and X448 the bytes are returned exactly as they were
+// [CipherSuite.NewPrivateKey]: for the KEMs of draft-ietf-hpke-pq, the
+// 64-byte ML-KEM seed d || z or the 32-byte seed of a hybrid KEM. The result
+// must be kept secret; the caller owns it. For X25519 and X448 the bytes are returned exactly as they were
 // generated, derived or passed to NewPrivateKey, without the clamping that
 // RFC 9180, Section 7.1.2 describes; clamping happens inside the DH function,
 // so both forms denote the same key.
@@ -48,6 +53,24 @@ func (k PrivateKey) GoString() string { return redacted }
 func (k PrivateKey) Format(f fmt.State, verb rune) { f.Write([]byte(redacted)) }
 
 const redacted = "[redacted]"
+
+// kemScheme is an HPKE KEM: a DHKEM of RFC 9180 ([kem]), ML-KEM-512 from
+// circl ([mlkem512KEM]) or a post-quantum KEM of crypto/hpke ([stdKEM]).
+type kemScheme interface {
+	kemID() uint16
+	// generate returns a fresh random key pair (GenerateKeyPair).
+	generate(cs CipherSuite) (*PrivateKey, error)
+	// deriveKeyPair implements DeriveKeyPair of the KEM's specification.
+	deriveKeyPair(cs CipherSuite, ikm []byte) (*PrivateKey, error)
+	// newPrivateKey implements DeserializePrivateKey.
+	newPrivateKey(cs CipherSuite, sk []byte) (*PrivateKey, error)
+	// validatePublic checks a serialized public key (DeserializePublicKey).
+	validatePublic(pk []byte) error
+	// encap and decap implement Encap and Decap. A stdKEM has neither
+	// (crypto/hpke does not expose them); its suites use params.std.
+	encap(cs CipherSuite, pkR []byte) (shared, enc []byte, err error)
+	decap(enc []byte, skR *PrivateKey) ([]byte, error)
+}
 
 // kem describes a DHKEM (RFC 9180, Section 4.1) and its DH group.
 type kem struct {
@@ -95,6 +118,10 @@ var (
 	kemX25519Circl  = newKEM(0x0020, 32, 32, 32, sha256.New, 0, x25519Impl{})
 	kemX25519       = kemX25519Circl
 )
+
+func (k *kem) kemID() uint16 { return k.id }
+
+func (k *kem) validatePublic(pk []byte) error { return k.impl.validatePublic(pk) }
 
 var errInvalidKey = errors.New("invalid key")
 

@@ -13,7 +13,8 @@ func (cs CipherSuite) GenerateKeyPair() (*PrivateKey, error) {
 
 // DeriveKeyPair deterministically derives an HPKE key pair from the input
 // keying material ikm, as specified in RFC 9180, Section 7.1.3, for the
-// suite's KEM. ikm may have any length; MLS passes Nh-byte secrets
+// suite's KEM (for the ML-KEM and hybrid KEMs, as draft-ietf-hpke-pq
+// specifies: a SHAKE256 LabeledDerive of the seed that is the private key). ikm may have any length; MLS passes Nh-byte secrets
 // (RFC 9420, Section 5.1). ikm must be kept secret and should have at least
 // Nsk bytes of entropy.
 func (cs CipherSuite) DeriveKeyPair(ikm []byte) (*PrivateKey, error) {
@@ -25,7 +26,8 @@ func (cs CipherSuite) DeriveKeyPair(ikm []byte) (*PrivateKey, error) {
 }
 
 // NewPrivateKey decodes a serialized HPKE private key of Nsk bytes
-// (DeserializePrivateKey of RFC 9180, Section 7.1.2). It returns an error
+// (DeserializePrivateKey of RFC 9180, Section 7.1.2; for the KEMs of
+// draft-ietf-hpke-pq the 64-byte ML-KEM seed or the 32-byte hybrid seed). It returns an error
 // matching [ErrInvalidPrivateKey] if b has the wrong length or, for NIST
 // curves, is zero or not below the group order. A NIST-curve scalar shorter
 // than Nsk, as left by encoders that strip leading zero bytes, is accepted
@@ -48,7 +50,7 @@ func (cs CipherSuite) ValidatePublicKey(pub []byte) error {
 	if p == nil {
 		return ErrUnsupportedCipherSuite
 	}
-	if p.kem.impl.validatePublic(pub) != nil {
+	if p.kem.validatePublic(pub) != nil {
 		return ErrInvalidPublicKey
 	}
 	return nil
@@ -110,6 +112,9 @@ func (cs CipherSuite) Seal(pub, info, aad, plaintext []byte) (kemOutput, ciphert
 }
 
 func (p *params) seal(cs CipherSuite, pub, info, aad, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
+	if p.std != nil {
+		return p.std.seal(pub, info, aad, plaintext)
+	}
 	shared, enc, err := p.kem.encap(cs, pub)
 	if err != nil {
 		return nil, nil, err
@@ -133,13 +138,16 @@ func (cs CipherSuite) Open(k *PrivateKey, kemOutput, info, aad, ciphertext []byt
 	if p == nil {
 		return nil, ErrUnsupportedCipherSuite
 	}
-	if k == nil || k.suite.params() == nil || k.suite.params().kem.id != p.kem.id {
+	if k == nil || k.suite.params() == nil || k.suite.params().kem.kemID() != p.kem.kemID() {
 		return nil, ErrInvalidPrivateKey
 	}
 	return p.open(k, kemOutput, info, aad, ciphertext)
 }
 
 func (p *params) open(k *PrivateKey, kemOutput, info, aad, ciphertext []byte) ([]byte, error) {
+	if p.std != nil {
+		return p.std.open(k, kemOutput, info, aad, ciphertext)
+	}
 	shared, err := p.kem.decap(kemOutput, k)
 	if err != nil {
 		return nil, ErrDecryption
@@ -164,6 +172,12 @@ func (cs CipherSuite) SealExport(pub, info, exporterContext []byte, length int) 
 }
 
 func (p *params) sealExport(cs CipherSuite, pub, info, exporterContext []byte, length int) (kemOutput, secret []byte, err error) {
+	if length < 0 || length > 255*p.nh {
+		return nil, nil, fmt.Errorf("hpke: export length %d out of range", length)
+	}
+	if p.std != nil {
+		return p.std.sealExport(pub, info, exporterContext, length)
+	}
 	shared, enc, err := p.kem.encap(cs, pub)
 	if err != nil {
 		return nil, nil, err
@@ -187,13 +201,19 @@ func (cs CipherSuite) OpenExport(k *PrivateKey, kemOutput, info, exporterContext
 	if p == nil {
 		return nil, ErrUnsupportedCipherSuite
 	}
-	if k == nil || k.suite.params() == nil || k.suite.params().kem.id != p.kem.id {
+	if k == nil || k.suite.params() == nil || k.suite.params().kem.kemID() != p.kem.kemID() {
 		return nil, ErrInvalidPrivateKey
 	}
 	return p.openExport(k, kemOutput, info, exporterContext, length)
 }
 
 func (p *params) openExport(k *PrivateKey, kemOutput, info, exporterContext []byte, length int) ([]byte, error) {
+	if length < 0 || length > 255*p.nh {
+		return nil, fmt.Errorf("hpke: export length %d out of range", length)
+	}
+	if p.std != nil {
+		return p.std.openExport(k, kemOutput, info, exporterContext, length)
+	}
 	shared, err := p.kem.decap(kemOutput, k)
 	if err != nil {
 		return nil, ErrDecryption

@@ -19,6 +19,7 @@ type SignaturePrivateKey struct {
 	ed    ed25519.PrivateKey
 	ed448 ed448.PrivateKey
 	ec    *ecdsa.PrivateKey
+	mldsa *mldsaKey
 	pub   []byte
 }
 
@@ -35,17 +36,21 @@ func (k SignaturePrivateKey) Format(f fmt.State, verb rune) { f.Write([]byte(red
 func (k *SignaturePrivateKey) Suite() CipherSuite { return k.suite }
 
 // PublicKey returns the serialized signature public key: the raw 32- or
-// 57-byte key for Ed25519 and Ed448, the uncompressed SEC 1 point for ECDSA.
+// 57-byte key for Ed25519 and Ed448, the uncompressed SEC 1 point for ECDSA,
+// the FIPS 204 encoding (1,312, 1,952 or 2,592 bytes) for ML-DSA.
 // This is the SignaturePublicKey of RFC 9420, Section 5.1.1. The caller owns
 // the returned slice.
 func (k *SignaturePrivateKey) PublicKey() []byte { return append([]byte(nil), k.pub...) }
 
 // Bytes returns the serialized private key in the form accepted by
 // [CipherSuite.NewSignaturePrivateKey]: the RFC 8032 seed for Ed25519 and
-// Ed448, the fixed-size big-endian scalar for ECDSA. The result must be kept
+// Ed448, the fixed-size big-endian scalar for ECDSA, the 32-byte seed of
+// FIPS 204 (ML-DSA.KeyGen_internal) for ML-DSA. The result must be kept
 // secret; the caller owns it.
 func (k *SignaturePrivateKey) Bytes() []byte {
 	switch {
+	case k.mldsa != nil:
+		return append([]byte(nil), k.mldsa.seed...)
 	case k.ed != nil:
 		return append([]byte(nil), k.ed.Seed()...)
 	case k.ed448 != nil:
@@ -72,7 +77,9 @@ func (p *params) sigCurve() elliptic.Curve {
 }
 
 // sigHash is the hash ECDSA signs with: SHA-256, SHA-384 or SHA-512 as the
-// signature scheme's name says. It equals the suite's hash for all suites.
+// signature scheme's name says. It equals the suite's hash for RFC 9420's
+// suites but not for every PQ suite (MLS_128_MLKEM768P256_AES256GCM_SHA384_P256
+// hashes with SHA-384 and signs with ECDSA P-256 over SHA-256).
 func (p *params) sigHash() crypto.Hash {
 	switch p.sig {
 	case sigECDSAP256SHA256:
@@ -94,6 +101,8 @@ func (cs CipherSuite) GenerateSignatureKey() (*SignaturePrivateKey, error) {
 	k := &SignaturePrivateKey{suite: cs}
 	var err error
 	switch p.sig {
+	case sigMLDSA44, sigMLDSA65, sigMLDSA87:
+		k.mldsa, k.pub, err = p.mldsa().generate()
 	case sigEd25519:
 		var pub ed25519.PublicKey
 		pub, k.ed, err = ed25519.GenerateKey(rand.Reader)
@@ -114,9 +123,10 @@ func (cs CipherSuite) GenerateSignatureKey() (*SignaturePrivateKey, error) {
 }
 
 // NewSignaturePrivateKey decodes a signing key: the 32-byte Ed25519 or
-// 57-byte Ed448 seed of RFC 8032, or for ECDSA the big-endian scalar of
+// 57-byte Ed448 seed of RFC 8032, for ECDSA the big-endian scalar of
 // the curve's size (32, 48 or 66 bytes; shorter
-// encodings whose leading zero bytes were stripped are accepted). It returns an error matching
+// encodings whose leading zero bytes were stripped are accepted), for
+// ML-DSA the 32-byte seed of FIPS 204. It returns an error matching
 // [ErrInvalidPrivateKey] on malformed input. The caller may reuse b.
 func (cs CipherSuite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, error) {
 	p := cs.params()
@@ -125,6 +135,11 @@ func (cs CipherSuite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, er
 	}
 	k := &SignaturePrivateKey{suite: cs}
 	switch p.sig {
+	case sigMLDSA44, sigMLDSA65, sigMLDSA87:
+		var err error
+		if k.mldsa, k.pub, err = p.mldsa().newKeyFromSeed(b); err != nil {
+			return nil, err
+		}
 	case sigEd25519:
 		if len(b) != ed25519.SeedSize {
 			return nil, ErrInvalidPrivateKey
@@ -157,7 +172,8 @@ func (cs CipherSuite) NewSignaturePrivateKey(b []byte) (*SignaturePrivateKey, er
 
 // ValidateSignaturePublicKey checks that pub is a well-formed signature
 // public key of the suite: an uncompressed SEC 1 point on the curve for
-// ECDSA, a string of the right length (32 or 57 bytes) for Ed25519 and Ed448.
+// ECDSA, a string of the right length (32 or 57 bytes) for Ed25519 and Ed448,
+// a FIPS 204 encoded key of the parameter set's length for ML-DSA.
 // It returns an error matching [ErrInvalidPublicKey].
 func (cs CipherSuite) ValidateSignaturePublicKey(pub []byte) error {
 	p := cs.params()
@@ -165,6 +181,10 @@ func (cs CipherSuite) ValidateSignaturePublicKey(pub []byte) error {
 		return ErrUnsupportedCipherSuite
 	}
 	switch p.sig {
+	case sigMLDSA44, sigMLDSA65, sigMLDSA87:
+		if _, err := p.mldsa().parsePublic(pub); err != nil {
+			return err
+		}
 	case sigEd25519:
 		if len(pub) != ed25519.PublicKeySize {
 			return ErrInvalidPublicKey
@@ -182,8 +202,8 @@ func (cs CipherSuite) ValidateSignaturePublicKey(pub []byte) error {
 }
 
 // Sign signs msg with k using the suite's signature scheme: pure Ed25519 or
-// Ed448 (empty context), or ECDSA over the message hashed with the scheme's
-// hash, encoded in DER. Most callers want [CipherSuite.SignWithLabel].
+// Ed448 (empty context), ECDSA over the message hashed with the scheme's
+// hash, encoded in DER, or pure ML-DSA (FIPS 204, hedged, empty context). Most callers want [CipherSuite.SignWithLabel].
 func (cs CipherSuite) Sign(k *SignaturePrivateKey, msg []byte) ([]byte, error) {
 	p := cs.params()
 	if p == nil {
@@ -196,6 +216,8 @@ func (cs CipherSuite) Sign(k *SignaturePrivateKey, msg []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: key is for %v, not %v", ErrInvalidPrivateKey, k.suite, cs)
 	}
 	switch p.sig {
+	case sigMLDSA44, sigMLDSA65, sigMLDSA87:
+		return p.mldsa().sign(k.mldsa, msg)
 	case sigEd25519:
 		return ed25519.Sign(k.ed, msg), nil
 	case sigEd448:
@@ -221,6 +243,8 @@ func (cs CipherSuite) Verify(pub, msg, sig []byte) error {
 		return ErrUnsupportedCipherSuite
 	}
 	switch p.sig {
+	case sigMLDSA44, sigMLDSA65, sigMLDSA87:
+		return p.mldsa().verifySig(pub, msg, sig)
 	case sigEd25519:
 		if len(pub) != ed25519.PublicKeySize {
 			return ErrInvalidPublicKey

@@ -72,6 +72,12 @@ func TestVectors(t *testing.T) {
 	})
 }
 
+// TestGeneratedVectors checks the vectors of ../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "crypto-basics", testCryptoBasics)
+}
+
 func testCryptoBasics(t *testing.T, v *cryptoBasicsVector) {
 	cs := v.CipherSuite
 	if !cs.Supported() {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/vectortest"
 )
@@ -34,14 +36,10 @@ func FuzzParseGroupContext(f *testing.F) {
 			if gc != nil {
 				t.Fatal("non-nil GroupContext with an error")
 			}
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("unexpected error %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "unexpected error")
 			return
 		}
-		if !bytes.Equal(gc.Bytes(), b) {
-			t.Fatalf("re-marshal differs:\n%x\n%x", gc.Bytes(), b)
-		}
+		require.Equal(t, b, gc.Bytes(), "re-marshal differs")
 	})
 }
 
@@ -62,9 +60,7 @@ func FuzzParsePreSharedKeyID(f *testing.F) {
 			if id != nil {
 				t.Fatal("non-nil PreSharedKeyID with an error")
 			}
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("unexpected error %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "unexpected error")
 			return
 		}
 		again, err := id.Bytes()
@@ -105,9 +101,7 @@ func FuzzParseSecretTree(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(tree.Bytes(), b) {
-			t.Fatalf("re-marshal differs:\n%x\n%x", tree.Bytes(), b)
-		}
+		require.Equal(t, b, tree.Bytes(), "re-marshal differs")
 		// A restored tree must serve every leaf without panicking.
 		for leaf := range min(tree.LeafCount(), 64) {
 			tree.Key(leaf, Application, 1)
@@ -131,8 +125,6 @@ func FuzzParseEpochSecrets(f *testing.F) {
 			}
 			return
 		}
-		if !bytes.Equal(s.Bytes(), b) {
-			t.Fatalf("re-marshal differs:\n%x\n%x", s.Bytes(), b)
-		}
+		require.Equal(t, b, s.Bytes(), "re-marshal differs")
 	})
 }

@@ -1,19 +1,19 @@
 package keyschedule
 
 import (
-	"errors"
 	"fmt"
 
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/errs"
 	"github.com/microchat/e2ee/internal/ext"
 	"github.com/microchat/e2ee/internal/wire"
 )
 
 // ErrMalformed is returned, wrapped, by the parsers of this package when
 // their input is not a valid encoding.
-var ErrMalformed = errors.New("keyschedule: malformed encoding")
+var ErrMalformed = errs.Malformed("keyschedule: malformed encoding")
 
 // ProtocolVersion is an MLS protocol version (RFC 9420, Section 6). It is
 // the same type as treekem.ProtocolVersion and mls.ProtocolVersion.

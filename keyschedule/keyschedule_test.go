@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
@@ -13,9 +15,7 @@ import (
 func testEpoch(t *testing.T, cs hpke.CipherSuite) (*EpochSecrets, []byte) {
 	t.Helper()
 	init, err := GenerateInitSecret(cs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	gc := (&GroupContext{Version: MLS10, CipherSuite: cs, GroupID: []byte("group"), TreeHash: testSecret(cs, 2)}).Bytes()
 	j := init.JoinerSecret(nil, gc)
 	return j.EpochSecret(nil, gc).Derive(), gc
@@ -26,17 +26,11 @@ func TestExternalInit(t *testing.T) {
 		t.Run(cs.String(), func(t *testing.T) {
 			s, _ := testEpoch(t, cs)
 			priv, err := s.ExternalKeyPair()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			kemOutput, joinerInit, err := ExternalInit(cs, priv.PublicKey())
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			memberInit, err := s.ExternalInit(kemOutput)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(joinerInit.Bytes()) != cs.HashSize() || !bytes.Equal(joinerInit.Bytes(), memberInit.Bytes()) {
 				t.Fatal("joiner and member derived different init secrets")
 			}
@@ -101,9 +95,7 @@ func TestStages(t *testing.T) {
 
 	// Restore from persisted values.
 	r, err := ParseEpochSecrets(s.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !bytes.Equal(r.Bytes(), s.Bytes()) || !bytes.Equal(r.NextInit().Bytes(), s.NextInit().Bytes()) ||
 		!bytes.Equal(r.EncryptionSecret(), s.EncryptionSecret()) {
 		t.Error("restored epoch secrets differ")
@@ -142,9 +134,7 @@ func TestStages(t *testing.T) {
 
 	enc := s.EncryptionSecret()
 	tree, err := s.SecretTree(4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !isZero(enc) || s.EncryptionSecret() != nil {
 		t.Error("SecretTree did not erase the encryption secret")
 	}
@@ -184,9 +174,7 @@ func TestGroupContext(t *testing.T) {
 	}
 	b := gc.Bytes()
 	got, err := ParseGroupContext(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !bytes.Equal(got.Bytes(), b) || got.Epoch != gc.Epoch || len(got.Extensions) != 2 ||
 		got.Extensions[1].Type != 0xff00 || !bytes.Equal(got.Extensions[0].Data, []byte("x")) {
 		t.Fatalf("round trip: %+v", got)
@@ -217,13 +205,9 @@ func TestPreSharedKeyID(t *testing.T) {
 	}
 	for _, id := range ids {
 		b, err := id.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		got, err := ParsePreSharedKeyID(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		again, _ := got.Bytes()
 		if !bytes.Equal(again, b) || got.PSKType != id.PSKType || got.PSKEpoch != id.PSKEpoch {
 			t.Errorf("round trip of %+v: %+v", id, got)

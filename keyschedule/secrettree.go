@@ -144,6 +144,9 @@ type SecretTree struct {
 	nodes map[treemath.NodeIndex][]byte
 	// senders holds the ratchets of the leaves that have been started.
 	senders map[uint32]*senderRatchets
+	// changed holds the node indexes whose entry (see [SecretTree.Entry])
+	// changed since the last [SecretTree.ClearChanges], if tracking.
+	changed map[treemath.NodeIndex]struct{}
 }
 
 type senderRatchets struct {
@@ -218,6 +221,7 @@ func (t *SecretTree) Key(leaf uint32, typ RatchetType, generation uint32) (Messa
 	}
 	start.commit(t)
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	return k, nil
 }
 
@@ -261,6 +265,7 @@ func (t *SecretTree) UseKey(leaf uint32, typ RatchetType, generation uint32, use
 	}
 	start.commit(t)
 	r.commit(t, p)
+	t.markChanged(treemath.LeafIndex(leaf).Node())
 	k.Erase()
 	return nil
 }
@@ -347,8 +352,10 @@ func (p *pendingStart) commit(t *SecretTree) {
 	}
 	erase(t.nodes[p.consumed])
 	delete(t.nodes, p.consumed)
+	t.markChanged(p.consumed, treemath.LeafIndex(p.leaf).Node())
 	for x, s := range p.derived {
 		t.nodes[x] = s
+		t.markChanged(x)
 	}
 	t.senders[p.leaf] = p.ratchets
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/treemath"
 )
@@ -91,9 +93,7 @@ func newTestTree(t *testing.T, n uint32, cfg *Config) (*SecretTree, []byte) {
 	t.Helper()
 	root := testSecret(testSuite, 7)
 	tree, err := NewSecretTree(testSuite, root, n, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return tree, root
 }
 
@@ -107,9 +107,7 @@ func TestSecretTreeDeletion(t *testing.T) {
 	ref := refRatchetSecrets(testSuite, root, leaf, n, Application, 40)
 
 	k, err := tree.Key(leaf, Application, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if want := ratchetKey(testSuite, ref[0], 0); !bytes.Equal(k.Key, want.Key) || !bytes.Equal(k.Nonce, want.Nonce) {
 		t.Fatal("generation 0 key differs from the reference derivation")
 	}
@@ -131,9 +129,7 @@ func TestSecretTreeDeletion(t *testing.T) {
 			t.Fatalf("fetching generation %d again: err = %v, want ErrKeyConsumed", g, err)
 		}
 		state := stateSlices(tree)
-		if !bytes.Equal(r.secret, ref[r.generation]) {
-			t.Fatalf("after generation %d the ratchet holds a secret other than generation %d's", g, r.generation)
-		}
+		require.Equal(t, ref[r.generation], r.secret, "after generatio")
 		for j := range r.generation {
 			if containsSlice(state, ref[j]) {
 				t.Fatalf("after generation %d, ratchet secret %d is still in the tree", g, j)
@@ -180,9 +176,7 @@ func TestSecretTreeOutOfOrder(t *testing.T) {
 	tree, root := newTestTree(t, 4, &Config{OutOfOrderTolerance: 3, MaxForwardDistance: 10})
 	ref := refRatchetSecrets(testSuite, root, 2, 4, Handshake, 20)
 	k, err := tree.Key(2, Handshake, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !bytes.Equal(k.Key, ratchetKey(testSuite, ref[10], 10).Key) {
 		t.Fatal("generation 10 key differs from the reference")
 	}
@@ -193,9 +187,7 @@ func TestSecretTreeOutOfOrder(t *testing.T) {
 	}
 	for _, g := range []uint32{8, 7, 9} {
 		k, err := tree.Key(2, Handshake, g)
-		if err != nil {
-			t.Fatalf("skipped generation %d: %v", g, err)
-		}
+		require.NoError(t, err, "skipped generation %d", g)
 		want := ratchetKey(testSuite, ref[g], g)
 		if k.Generation != g || !bytes.Equal(k.Key, want.Key) || !bytes.Equal(k.Nonce, want.Nonce) {
 			t.Errorf("skipped generation %d: wrong key", g)
@@ -266,9 +258,7 @@ func TestSecretTreeUseKey(t *testing.T) {
 			}
 			return errBad
 		})
-		if !errors.Is(err, errBad) {
-			t.Fatalf("UseKey = %v, want the callback's error", err)
-		}
+		require.ErrorIs(t, err, errBad, "UseKey =")
 		// Not even the leaf's ratchets are started: the tree is unchanged.
 		if _, started := tree.senders[3]; started || !bytes.Equal(tree.Bytes(), before) {
 			t.Fatal("a failed UseKey changed the tree")
@@ -310,9 +300,7 @@ func TestSecretTreeLazy(t *testing.T) {
 	}
 	for leaf := range uint32(n) {
 		k, err := tree.Key(leaf, Application, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		ref := refRatchetSecrets(testSuite, root, leaf, n, Application, 1)
 		if !bytes.Equal(k.Key, ratchetKey(testSuite, ref[0], 0).Key) {
 			t.Fatalf("leaf %d: wrong key", leaf)
@@ -349,9 +337,7 @@ func TestSecretTreeErrors(t *testing.T) {
 func TestSecretTreeLastGeneration(t *testing.T) {
 	tree, _ := newTestTree(t, 1, nil)
 	r, err := tree.ratchet(0, Application)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	r.generation = math.MaxUint32 - 1
 	for _, g := range []uint32{math.MaxUint32 - 1, math.MaxUint32} {
 		if k, err := tree.NextKey(0, Application); err != nil || k.Generation != g {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
@@ -36,12 +38,8 @@ func TestSecretTreeState(t *testing.T) {
 			t.Helper()
 			b := tree.Bytes()
 			restored, err := ParseSecretTree(b)
-			if err != nil {
-				t.Fatalf("n=%d: ParseSecretTree: %v", n, err)
-			}
-			if !bytes.Equal(restored.Bytes(), b) {
-				t.Fatalf("n=%d: state does not re-encode identically", n)
-			}
+			require.NoError(t, err, "n=%d: ParseSecretTree", n)
+			require.Equal(t, b, restored.Bytes(), "n=")
 			twin.Erase()
 			twin = restored
 		}

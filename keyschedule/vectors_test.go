@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/vectortest"
 	"github.com/microchat/e2ee/internal/wire"
@@ -90,6 +92,15 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "transcript-hashes", testTranscriptHashes)
 }
 
+// TestGeneratedVectors checks the vectors of ../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "key-schedule", testKeySchedule)
+	vectortest.RunGenerated(t, "psk_secret", testPSKSecret)
+	vectortest.RunGenerated(t, "secret-tree", testSecretTree)
+	vectortest.RunGenerated(t, "transcript-hashes", testTranscriptHashes)
+}
+
 func suiteOf(t *testing.T, id uint16) hpke.CipherSuite {
 	t.Helper()
 	cs := hpke.CipherSuite(id)
@@ -112,9 +123,7 @@ func testKeySchedule(t *testing.T, v *keyScheduleVector) {
 		t.Fatalf("case has %d epochs, want 5", len(v.Epochs))
 	}
 	init, err := NewInitSecret(cs, v.InitialInitSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for n := range v.Epochs {
 		e := &v.Epochs[n]
 		ok := t.Run(fmt.Sprintf("epoch-%d", n), func(t *testing.T) {
@@ -129,9 +138,7 @@ func testKeySchedule(t *testing.T, v *keyScheduleVector) {
 			gcBytes := gc.Bytes()
 			checkBytes(t, "group_context", gcBytes, e.GroupContext)
 			parsed, err := ParseGroupContext(e.GroupContext)
-			if err != nil {
-				t.Fatalf("ParseGroupContext: %v", err)
-			}
+			require.NoError(t, err, "ParseGroupContext")
 			checkBytes(t, "re-encoded group_context", parsed.Bytes(), e.GroupContext)
 			if parsed.Epoch != uint64(n) || parsed.CipherSuite != cs || parsed.Version != MLS10 {
 				t.Errorf("parsed GroupContext = %+v", parsed)
@@ -146,9 +153,7 @@ func testKeySchedule(t *testing.T, v *keyScheduleVector) {
 
 			// A new member starting from the joiner secret gets the same.
 			joined, err := NewJoinerSecret(cs, e.JoinerSecret)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			checkBytes(t, "joined epoch_secret", joined.EpochSecret(e.PSKSecret, gcBytes).Bytes(), epoch.Bytes())
 
 			checkBytes(t, "sender_data_secret", s.SenderDataSecret(), e.SenderDataSecret)
@@ -162,15 +167,11 @@ func testKeySchedule(t *testing.T, v *keyScheduleVector) {
 			checkBytes(t, "init_secret", s.NextInit().Bytes(), e.InitSecret)
 
 			priv, err := s.ExternalKeyPair()
-			if err != nil {
-				t.Fatalf("ExternalKeyPair: %v", err)
-			}
+			require.NoError(t, err, "ExternalKeyPair")
 			checkBytes(t, "external_pub", priv.PublicKey(), e.ExternalPub)
 
 			exported, err := s.Export(e.Exporter.Label, e.Exporter.Context, e.Exporter.Length)
-			if err != nil {
-				t.Fatalf("Export: %v", err)
-			}
+			require.NoError(t, err, "Export")
 			checkBytes(t, "exporter.secret", exported, e.Exporter.Secret)
 		})
 		if !ok {
@@ -190,9 +191,7 @@ func testPSKSecret(t *testing.T, v *pskSecretVector) {
 		}
 	}
 	got, err := PSKSecret(cs, psks)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	checkBytes(t, "psk_secret", got, v.PSKSecret)
 }
 
@@ -204,9 +203,7 @@ func testSecretTree(t *testing.T, v *secretTreeVector) {
 		checkBytes(t, "nonce", nonce, v.SenderData.Nonce)
 	})
 	tree, err := NewSecretTree(cs, v.EncryptionSecret, uint32(len(v.Leaves)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for leaf, gens := range v.Leaves {
 		t.Run(fmt.Sprintf("leaf-%d", leaf), func(t *testing.T) {
 			if len(gens) == 0 {
@@ -214,15 +211,11 @@ func testSecretTree(t *testing.T, v *secretTreeVector) {
 			}
 			for _, g := range gens {
 				hs, err := tree.Key(uint32(leaf), Handshake, g.Generation)
-				if err != nil {
-					t.Fatalf("handshake generation %d: %v", g.Generation, err)
-				}
+				require.NoError(t, err, "handshake generation %d", g.Generation)
 				checkBytes(t, fmt.Sprintf("handshake_key[%d]", g.Generation), hs.Key, g.HandshakeKey)
 				checkBytes(t, fmt.Sprintf("handshake_nonce[%d]", g.Generation), hs.Nonce, g.HandshakeNonce)
 				app, err := tree.Key(uint32(leaf), Application, g.Generation)
-				if err != nil {
-					t.Fatalf("application generation %d: %v", g.Generation, err)
-				}
+				require.NoError(t, err, "application generation %d", g.Generation)
 				checkBytes(t, fmt.Sprintf("application_key[%d]", g.Generation), app.Key, g.ApplicationKey)
 				checkBytes(t, fmt.Sprintf("application_nonce[%d]", g.Generation), app.Nonce, g.ApplicationNonce)
 				if hs.Generation != g.Generation || app.Generation != g.Generation {

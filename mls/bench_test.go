@@ -25,7 +25,7 @@ import (
 // that the group operations cannot avoid. The benchmarks of operations
 // with a target (issue M5) report their cost as a multiple of it, the
 // x-target metric, with the primitives measured again right after the
-// operation (see benchTarget and calibrate).
+// operation (see benchTarget and calibrateSuite).
 var (
 	benchSuite = MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	benchSizes = []int{2, 100, 1000, 10000}
@@ -118,8 +118,10 @@ func newBenchMembers(cs CipherSuite, n int) ([]benchMember, error) {
 // with a non-blank descendant is set and parent-hash valid, as in a
 // long-lived group. The committer and the receiver then get their private
 // keys of that tree and a shared, fresh key schedule for the epoch.
-func newBenchGroup(n int) (*benchGroup, error) {
-	cs := benchSuite
+func newBenchGroup(n int) (*benchGroup, error) { return newBenchGroupSuite(benchSuite, n) }
+
+// newBenchGroupSuite is newBenchGroup for the suite cs.
+func newBenchGroupSuite(cs CipherSuite, n int) (*benchGroup, error) {
 	if n < 2 {
 		return nil, fmt.Errorf("bench group of %d members", n)
 	}
@@ -288,12 +290,11 @@ func (bg *benchGroup) checkAgreement(b *testing.B) {
 	}
 }
 
-// benchPrimitives returns the suite-1 primitives the group operations
+// benchPrimitivesSuite returns the primitives of cs the group operations
 // are compared with, at the sizes they use them: a 32-byte path secret
 // sealed under a GroupContext-sized context, and a leaf-node-sized signed
 // content.
-func benchPrimitives() ([]benchPrimitive, error) {
-	cs := benchSuite
+func benchPrimitivesSuite(cs CipherSuite) ([]benchPrimitive, error) {
 	ikm := make([]byte, cs.HashSize())
 	rand.Read(ikm)
 	key, err := cs.DeriveKeyPair(ikm)
@@ -335,12 +336,12 @@ type benchPrimitive struct {
 	f    func() error
 }
 
-// calibrate measures the primitives again, right after an operation's
+// calibrateSuite measures the primitives again, right after an operation's
 // benchmark, so that its target reflects the machine's speed at that
 // moment (the machine may be shared): the best of three rounds of 40
 // calls each, in ns per call.
-func calibrate() (map[string]float64, error) {
-	prims, err := benchPrimitives()
+func calibrateSuite(cs CipherSuite) (map[string]float64, error) {
+	prims, err := benchPrimitivesSuite(cs)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +392,10 @@ func benchTarget(op string, n int, p map[string]float64) float64 {
 // reportTarget adds the x-target metric to the benchmarks of operations
 // with a target: the measured time over the target computed from
 // primitive costs measured just afterwards (at most 1 meets it).
-func reportTarget(b *testing.B, op string, n int) {
+func reportTarget(b *testing.B, op string, n int) { reportTargetSuite(b, benchSuite, op, n) }
+
+// reportTargetSuite is reportTarget for the suite cs.
+func reportTargetSuite(b *testing.B, cs CipherSuite, op string, n int) {
 	switch op {
 	case "commit", "process", "join":
 	default:
@@ -400,7 +404,7 @@ func reportTarget(b *testing.B, op string, n int) {
 	if b.N == 0 {
 		return
 	}
-	costs, err := calibrate()
+	costs, err := calibrateSuite(cs)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -447,9 +451,12 @@ func BenchmarkGroup(b *testing.B) {
 	}
 }
 
-// benchmarkPrimitives measures the primitives of benchPrimitives.
-func benchmarkPrimitives(b *testing.B) {
-	prims, err := benchPrimitives()
+// benchmarkPrimitives measures the primitives of benchPrimitivesSuite.
+func benchmarkPrimitives(b *testing.B) { benchmarkPrimitivesSuite(b, benchSuite) }
+
+// benchmarkPrimitivesSuite is benchmarkPrimitives for the suite cs.
+func benchmarkPrimitivesSuite(b *testing.B, cs CipherSuite) {
+	prims, err := benchPrimitivesSuite(cs)
 	if err != nil {
 		b.Fatal(err)
 	}

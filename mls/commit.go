@@ -13,19 +13,49 @@ import (
 	"github.com/microchat/e2ee/treekem"
 )
 
-// WireFormatPolicy says how this member sends handshake messages.
+// WireFormatPolicy says how this member sends handshake messages, and
+// which wire formats it accepts for members' handshake messages.
 type WireFormatPolicy uint8
 
 // Wire format policies.
 const (
 	// HandshakePublic sends proposals and commits as PublicMessage, so the
-	// delivery service can see and order them (the default).
+	// delivery service can see and order them (the default). Members'
+	// handshake messages are accepted in either wire format.
 	HandshakePublic WireFormatPolicy = iota
 	// HandshakePrivate sends proposals and commits as PrivateMessage, which
 	// hides even the sender from the delivery service (as sealed sender
-	// requires).
+	// requires), and refuses a member's proposal or commit that arrives as
+	// a PublicMessage with [ErrWireFormatPolicy]. Non-members' messages
+	// (external senders, new members, external commits) can only be
+	// PublicMessages and are still accepted.
 	HandshakePrivate
+	// HandshakePublicOnly sends as HandshakePublic does and refuses a
+	// proposal or commit that arrives as a PrivateMessage with
+	// [ErrWireFormatPolicy], for groups whose delivery service must see
+	// every handshake message.
+	HandshakePublicOnly
 )
+
+// ErrWireFormatPolicy means a handshake message arrived in a wire format
+// the group's [Config.Handshake] policy refuses. It comes wrapped in a
+// [ValidationError].
+var ErrWireFormatPolicy = errors.New("mls: handshake wire format refused by the group's policy")
+
+// checkWireFormat applies the group's wire format policy to a received
+// message of the current epoch (RFC 9420, §6: which wire format handshake
+// messages use is the application's choice, and it must hold on input).
+func (g *Group) checkWireFormat(msg *MLSMessage) error {
+	switch {
+	case g.cfg.Handshake == HandshakePrivate && msg.WireFormat == WireFormatPublicMessage &&
+		msg.PublicMessage.Content.Sender.Type == SenderTypeMember:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: member's handshake as PublicMessage in a group using PrivateMessage", ErrWireFormatPolicy)}
+	case g.cfg.Handshake == HandshakePublicOnly && msg.WireFormat == WireFormatPrivateMessage &&
+		msg.PrivateMessage.ContentType != ContentTypeApplication:
+		return &ValidationError{Section: "6", Err: fmt.Errorf("%w: handshake as PrivateMessage in a group using PublicMessage", ErrWireFormatPolicy)}
+	}
+	return nil
+}
 
 // framedContent returns a FramedContent of the current epoch sent by this
 // member.
@@ -77,9 +107,17 @@ func (g *Group) protect(ac *AuthenticatedContent) (*MLSMessage, error) {
 // PrivateMessage (RFC 9420, §6.3), with authenticatedData sent in the clear
 // but authenticated. It consumes one key of this member's application
 // ratchet, so the group's state must be persisted afterwards.
+//
+// A member holding valid proposals of the current epoch must commit them
+// before sending application data (RFC 9420, §12.4): EncryptApplication
+// then fails with [ErrPendingProposals]. Proposals a commit of this member
+// would leave out (see [PendingCommit.Dropped]) do not count.
 func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
 		return nil, err
+	}
+	if n := g.pendingProposals(); n > 0 {
+		return nil, fmt.Errorf("%w: %d of epoch %d", ErrPendingProposals, n, g.state.ctx.Epoch)
 	}
 	c := g.framedContent(authenticatedData)
 	c.ContentType = ContentTypeApplication
@@ -94,6 +132,9 @@ func (g *Group) EncryptApplication(plaintext, authenticatedData []byte) (*MLSMes
 // propose frames, signs and caches a proposal of this member.
 func (g *Group) propose(p *Proposal, ad []byte) (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -140,6 +181,9 @@ func (g *Group) ProposeRemove(leaf LeafIndex) (*MLSMessage, error) {
 // security without committing.
 func (g *Group) ProposeUpdate() (*MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	st := g.state
@@ -258,6 +302,9 @@ func (g *Group) MergePendingCommit(p *PendingCommit) error {
 // consumes a key of this member's handshake ratchet.
 func (g *Group) Commit(opts *CommitOptions) (*PendingCommit, error) {
 	if err := g.canSend(); err != nil {
+		return nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, err
 	}
 	if opts == nil {
@@ -457,10 +504,30 @@ func (g *Group) groupInfo(st *epochState, withTree, externalPub bool) (*GroupInf
 	return gi, nil
 }
 
+// GroupInfoOptions are the choices of [Group.GroupInfo]. The zero value
+// (or nil) selects a GroupInfo with the ratchet tree and without
+// external_pub.
+type GroupInfoOptions struct {
+	// RatchetTreeOutOfBand leaves the ratchet_tree extension out
+	// (RFC 9420, §12.4.3.3): the receiver then needs [Group.RatchetTree]
+	// from elsewhere.
+	RatchetTreeOutOfBand bool
+	// ExternalPub adds the external_pub extension, so that new members can
+	// join by external commit ([JoinExternal], §12.4.3.2).
+	ExternalPub bool
+}
+
 // GroupInfo returns a signed GroupInfo of the current epoch, for new
-// members joining by external commit (with externalPub) or for publishing.
-func (g *Group) GroupInfo(withTree, externalPub bool) (*MLSMessage, error) {
-	gi, err := g.groupInfo(g.state, withTree, externalPub)
+// members joining by external commit (with [GroupInfoOptions.ExternalPub])
+// or for publishing. opts may be nil.
+func (g *Group) GroupInfo(opts *GroupInfoOptions) (*MLSMessage, error) {
+	if opts == nil {
+		opts = &GroupInfoOptions{}
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
+	gi, err := g.groupInfo(g.state, !opts.RatchetTreeOutOfBand, opts.ExternalPub)
 	if err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func ExampleJoinExternal() {
 		log.Fatal(err)
 	}
 	// Alice publishes a GroupInfo with the tree and the external public key.
-	gi, err := alice.GroupInfo(true, true)
+	gi, err := alice.GroupInfo(&mls.GroupInfoOptions{ExternalPub: true})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -37,6 +37,10 @@ type ExternalJoinOptions struct {
 	LeafExtensions []Extension
 	// AuthenticatedData is sent in the clear with the commit.
 	AuthenticatedData []byte
+	// GroupExists is as in [JoinOptions]: JoinExternal refuses a group ID
+	// this client already holds with [ErrGroupExists]. A client that
+	// resyncs after losing its state holds none.
+	GroupExists func(groupID []byte) (bool, error)
 }
 
 // externalPub returns the external public key of a GroupInfo's
@@ -150,6 +154,9 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	}
 	if sig == nil || sig.Suite() != cs {
 		return nil, nil, fmt.Errorf("mls: signature key is not of cipher suite %v", cs)
+	}
+	if err := checkGroupIDUnique(opts.GroupExists, ctx.GroupID); err != nil {
+		return nil, nil, err
 	}
 	g := &Group{cs: cs, sigPriv: sig, active: true}
 	if cfg != nil {

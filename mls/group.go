@@ -262,6 +262,8 @@ type Group struct {
 	// current epoch, once merged: the group then waits to be re-created
 	// (RFC 9420, §11.2) and sends nothing more.
 	reinit *ReInitProposal
+	// store tracks what of the group is in its [GroupStore] (records.go).
+	store *persistence
 }
 
 type resumptionPSK struct {
@@ -317,6 +319,9 @@ type Member struct {
 
 // Members returns the group's members in leaf order.
 func (g *Group) Members() []Member {
+	if g.needTree() != nil {
+		return nil // records corrupted since OpenGroup; other calls return the error
+	}
 	var out []Member
 	for i, l := range g.state.tree.Leaves() {
 		out = append(out, Member{Index: i, Credential: l.Credential, SignatureKey: l.SignatureKey})
@@ -325,11 +330,21 @@ func (g *Group) Members() []Member {
 }
 
 // MemberCount returns the number of members.
-func (g *Group) MemberCount() int { return g.state.tree.MemberCount() }
+func (g *Group) MemberCount() int {
+	if g.needTree() != nil {
+		return 0
+	}
+	return g.state.tree.MemberCount()
+}
 
 // RatchetTree returns the encoded ratchet tree of the current epoch, for
 // sending to joiners out of band (RFC 9420, §12.4.3.3).
-func (g *Group) RatchetTree() []byte { return g.state.tree.Bytes() }
+func (g *Group) RatchetTree() []byte {
+	if g.needTree() != nil {
+		return nil
+	}
+	return g.state.tree.Bytes()
+}
 
 // newEpochState builds the state of an epoch from its context, tree,
 // private keys and key-schedule secrets; it moves the encryption secret

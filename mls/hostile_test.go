@@ -112,7 +112,7 @@ type hostileCase struct {
 // signature of the real GroupInfo, which no longer matches.
 func (h *hostileGroup) blankTreeGroupInfo(tb testing.TB, size int) []byte {
 	tb.Helper()
-	msg, err := h.alice.g.GroupInfo(true, true)
+	msg, err := h.alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(tb, err)
 	gi := *msg.GroupInfo
 	tree := h.alice.g.state.tree
@@ -259,7 +259,7 @@ var hostileCases = []hostileCase{
 		sizes: [2]int{64 << 10, 256 << 10},
 		build: func(tb testing.TB, size int) ([]byte, func() error) {
 			h := newHostileGroup(tb)
-			gi, err := h.alice.g.GroupInfo(true, true)
+			gi, err := h.alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 			require.NoError(tb, err)
 			carol := newMember(tb, benchSuite, "carol")
 			var psks []PreSharedKeyID
@@ -294,7 +294,7 @@ func TestHostileLimits(t *testing.T) {
 	var v *ValidationError
 	require.ErrorAs(t, err, &v)
 
-	gi, err := h.alice.g.GroupInfo(true, true)
+	gi, err := h.alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	carol := newMember(t, benchSuite, "carol")
 	var psks []PreSharedKeyID

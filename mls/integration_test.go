@@ -37,7 +37,10 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 	}
 	creator := fresh()
 	var err error
-	if creator.g, err = NewGroup(cs, creator.cred, creator.sig, nil, &Config{Handshake: WireFormatPolicy(seed % 2)}); err != nil {
+	// Every member uses the same wire format policy: one that sends
+	// handshakes privately refuses public ones.
+	cfg := &Config{Handshake: WireFormatPolicy(seed % 2)}
+	if creator.g, err = NewGroup(cs, creator.cred, creator.sig, nil, cfg); err != nil {
 		t.Fatal(err)
 	}
 	members := []*member{creator}
@@ -71,7 +74,7 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 		}
 		deliverCommit(t, committer, pc, members)
 		for i, j := range joiners {
-			if j.g, err = Join(transmit(t, pc.Welcome), kps[i], nil, nil); err != nil {
+			if j.g, err = Join(transmit(t, pc.Welcome), kps[i], nil, cfg); err != nil {
 				t.Fatalf("%s joining: %v", j.name, err)
 			}
 			members = append(members, j)

@@ -37,6 +37,32 @@ type JoinOptions struct {
 	// against it. A Welcome with a reinit or branch PSK is rejected
 	// without it.
 	PreviousGroup *Group
+	// GroupExists, if set, reports whether this client already holds a
+	// group with the given ID; Join then refuses the Welcome with
+	// [ErrGroupExists] (RFC 9420, §12.4.3: the group ID must be unique
+	// among the client's groups). [JoinWithStore] sets it from its store
+	// when the store also implements [GroupStore].
+	GroupExists func(groupID []byte) (bool, error)
+}
+
+// ErrGroupExists means a Welcome or GroupInfo names a group ID this client
+// already holds (RFC 9420, §12.4.3). It comes wrapped in a
+// [ValidationError]. Delete the old group's state first to join again.
+var ErrGroupExists = errors.New("mls: a group with this ID already exists")
+
+// checkGroupIDUnique applies exists, if set, to groupID.
+func checkGroupIDUnique(exists func([]byte) (bool, error), groupID []byte) error {
+	if exists == nil {
+		return nil
+	}
+	held, err := exists(groupID)
+	if err != nil {
+		return fmt.Errorf("mls: checking the group ID: %w", err)
+	}
+	if held {
+		return &ValidationError{Section: "12.4.3", Err: fmt.Errorf("%w: %x", ErrGroupExists, groupID)}
+	}
+	return nil
 }
 
 // decryptGroupSecrets finds the entry of w for kp and decrypts it.
@@ -204,6 +230,9 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	ctx := gi.GroupContext
 	if ctx.Version != keyschedule.MLS10 || ctx.CipherSuite != cs {
 		return nil, fmt.Errorf("%w: group context version or cipher suite", ErrUnsupported)
+	}
+	if err := checkGroupIDUnique(opts.GroupExists, ctx.GroupID); err != nil {
+		return nil, err
 	}
 	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree, false)
 	if err != nil {

@@ -106,8 +106,11 @@ func (kp *KeyPackage) verifySignature() error {
 
 // verifyBasic runs the checks of RFC 9420, §10.1 that do not depend on a
 // group: version, supported suite, signature, the leaf node's own signature
-// and source, and distinct init and encryption keys. The leaf's lifetime,
-// capabilities and credential are checked with the group's context.
+// and source, distinct init and encryption keys, no repeated extension
+// type, and every extension of the KeyPackage and of its leaf node listed
+// in the leaf's capabilities (§10). The leaf's lifetime, the listing of the
+// group's version and suite (see verifyKeyPackage), and the leaf's
+// credential are checked with the group's context.
 func (kp *KeyPackage) verifyBasic() error {
 	if kp.Version != MLS10 {
 		return fmt.Errorf("%w: key package version %d", ErrUnsupported, kp.Version)
@@ -135,6 +138,9 @@ func (kp *KeyPackage) verifyBasic() error {
 	}
 	if t, missing := caps.UnsupportedExtension(treekem.ExtensionTypes(kp.LeafNode.Extensions)); missing {
 		return &ValidationError{Section: "10", Err: fmt.Errorf("%w: leaf node extension %d is not listed in its capabilities", treekem.ErrCapabilities, t)}
+	}
+	if err := kp.CipherSuite.ValidateSignaturePublicKey(kp.LeafNode.SignatureKey); err != nil {
+		return malformed("key package leaf node signature_key", err)
 	}
 	if err := kp.verifySignature(); err != nil {
 		return err

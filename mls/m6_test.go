@@ -253,7 +253,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	alice, bob := ms[0], ms[1]
 
 	// A GroupInfo without external_pub cannot be used.
-	gi, err := alice.g.GroupInfo(true, false)
+	gi, err := alice.g.GroupInfo(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	}
 
 	// Carol joins by external commit, injecting an external PSK.
-	gi, err = alice.g.GroupInfo(true, true)
+	gi, err = alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	// old leaf, from a GroupInfo whose tree comes out of band.
 	oldBob := bob.g.OwnLeafIndex()
 	bob.g = nil
-	gi, err = carol.g.GroupInfo(false, true)
+	gi, err = carol.g.GroupInfo(&GroupInfoOptions{RatchetTreeOutOfBand: true, ExternalPub: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -859,7 +859,7 @@ func TestGREASELastResortApplicationID(t *testing.T) {
 		if !kp.KeyPackage.IsLastResort() {
 			t.Fatal("last_resort extension missing")
 		}
-		gi, err := alice.g.GroupInfo(true, true)
+		gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1013,7 +1013,7 @@ func externalFixture(tb testing.TB) (*Group, [][]byte) {
 	add(ds.Propose(alice.g.GroupID(), alice.g.Epoch(), &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{}}, nil))
 	carol := newMember(tb, cs, "carol")
 	add(NewMemberProposal(carol.keyPackage(tb, cs), alice.g.GroupID(), alice.g.Epoch(), nil))
-	gi, err := alice.g.GroupInfo(true, true)
+	gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/errs"
 	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
@@ -69,7 +70,7 @@ const (
 
 // ErrMalformed is matched by every error that reports bytes which do not
 // decode as the expected MLS structure.
-var ErrMalformed = errors.New("mls: malformed message")
+var ErrMalformed = errs.Malformed("mls: malformed message")
 
 func malformed(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrMalformed, what, err)

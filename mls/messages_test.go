@@ -66,6 +66,17 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "message-protection", testMessageProtection)
 }
 
+// TestGeneratedVectors checks the vectors of ../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "messages", testMessages)
+	vectortest.RunGenerated(t, "welcome", testWelcome)
+	for _, stem := range []string{"passive-client-welcome", "passive-client-handling-commit", "passive-client-random"} {
+		vectortest.RunGenerated(t, stem, testPassiveClient)
+	}
+	vectortest.RunGenerated(t, "message-protection", testMessageProtection)
+}
+
 func testMessages(t *testing.T, v *messagesVector) {
 	for _, tc := range []struct {
 		name string

@@ -154,6 +154,11 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 	if !bytes.Equal(groupID, st.ctx.GroupID) {
 		return nil, ErrWrongGroup
 	}
+	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
+			return nil, err
+		}
+	}
 	if g.reinit != nil {
 		// A reinitialized group only reads late application messages.
 		if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
@@ -170,6 +175,10 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 			return nil, fmt.Errorf("%w: %w: handshake message for epoch %d, group at %d", ErrWrongEpoch, ErrEpochTooOld, epoch, st.ctx.Epoch)
 		}
 		return g.processPastApplication(msg.PrivateMessage)
+	}
+
+	if err := g.checkWireFormat(msg); err != nil {
+		return nil, err
 	}
 
 	// The whole content is validated before anything changes: for a
@@ -250,10 +259,10 @@ func (g *Group) processPastApplication(pm *PrivateMessage) (*Processed, error) {
 			continue
 		}
 		ac, err := p.framer.unprotectPrivate(pm, func(ac *AuthenticatedContent) error {
-			if !p.tree.HasLeaf(LeafIndex(ac.Content.Sender.Index)) {
-				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, p.tree.LeafCount())
+			if n := g.senderLeafCount(p.tree, p.framer); ac.Content.Sender.Index >= n {
+				return leafOutOfRange("6.3.2", "sender leaf", ac.Content.Sender.Index, n)
 			}
-			leaf := p.tree.Leaf(LeafIndex(ac.Content.Sender.Index))
+			leaf := g.senderLeaf(p.tree, p.framer, LeafIndex(ac.Content.Sender.Index))
 			if leaf == nil {
 				return fmt.Errorf("%w: unknown sender", ErrDecryption)
 			}
@@ -280,10 +289,10 @@ func (g *Group) senderKey(st *epochState, ac *AuthenticatedContent) ([]byte, *Cr
 	switch c.Sender.Type {
 	case SenderTypeMember:
 		// Range-check the index before any use (RFC 9420, §6; Appendix C).
-		if !st.tree.HasLeaf(LeafIndex(c.Sender.Index)) {
-			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, st.tree.LeafCount())
+		if n := g.senderLeafCount(st.tree, st.framer); c.Sender.Index >= n {
+			return nil, nil, leafOutOfRange("6", "sender leaf", c.Sender.Index, n)
 		}
-		leaf := st.tree.Leaf(LeafIndex(c.Sender.Index))
+		leaf := g.senderLeaf(st.tree, st.framer, LeafIndex(c.Sender.Index))
 		if leaf == nil {
 			return nil, nil, invalid("6.1", "sender leaf %d is blank", c.Sender.Index)
 		}
@@ -450,6 +459,10 @@ func (g *Group) checkProposalInCommit(st *epochState, tree *treekem.Tree, p *Pro
 		if !p.ReInit.CipherSuite.Supported() {
 			return fmt.Errorf("%w: ReInit cipher suite %v", ErrUnsupported, p.ReInit.CipherSuite)
 		}
+		// The extensions become the new group's GroupContext extensions:
+		// no type twice (§13.4), and those this package reads well formed;
+		// otherwise the group would merge a ReInit it cannot carry out.
+		return checkExtensionsSyntax(p.ReInit.Extensions)
 	case ProposalTypeExternalInit:
 	case ProposalTypeGroupContextExtensions:
 		// Whether the members support the new extensions depends on the

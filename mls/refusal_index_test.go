@@ -150,7 +150,7 @@ func TestRefusePrivateSenderWrappedLeaf(t *testing.T) {
 // naming signer 2^31 must not verify as alice's (RFC 9420, §12.4.3.1).
 func TestRefuseGroupInfoSignerWrappedLeaf(t *testing.T) {
 	alice, _, _ := rfaGroup(t, nil)
-	msg, err := alice.g.GroupInfo(true, true)
+	msg, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	gi := msg.GroupInfo
 	gi.Signer = wrapAlice

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
 )
 
@@ -147,7 +148,12 @@ func TestCommitDropsExpiredKeyPackage(t *testing.T) {
 	require.NoError(t, err)
 	rfaProcess(t, prop, alice, carol)
 
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.ErrorIs(t, err, ErrPendingProposals)
 	now = now.Add(3 * time.Hour)
+	// The expired Add is no valid proposal: it does not hold up sending.
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.NoError(t, err)
 	pc, err := alice.g.Commit(nil)
 	require.NoError(t, err)
 	require.Len(t, pc.Dropped, 1)
@@ -240,4 +246,73 @@ func TestProposalLookupAfterLoad(t *testing.T) {
 	require.NoError(t, err)
 	deliverCommit(t, carol, pc, []*member{alice, bob, carol})
 	assert.Equal(t, 4, alice.g.MemberCount())
+}
+
+// TestCommitDropsUnknownPSK: a cached PreSharedKey proposal naming an
+// external PSK this member does not hold made its every Commit(nil) fail
+// in the key schedule; it is dropped with ErrNotFound (RFC 9420, §8.4).
+func TestCommitDropsUnknownPSK(t *testing.T) {
+	psks := newMemoryPSKs()
+	psks.external["bob-only"] = randomBytes(32)
+	alice, bob, carol := rfaGroup(t, nil)
+	bob.g.cfg.PSKs = psks
+	prop, err := bob.g.ProposePSK(PreSharedKeyID{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("bob-only")})
+	require.NoError(t, err)
+	rfaProcess(t, prop, alice, carol)
+	pc, err := alice.g.Commit(nil)
+	require.NoError(t, err)
+	require.Len(t, pc.Dropped, 1)
+	require.ErrorIs(t, pc.Dropped[0].Err, ErrNotFound)
+	assert.Empty(t, pc.Staged().PSKs)
+	deliverCommit(t, alice, pc, []*member{alice, bob, carol})
+}
+
+// TestCommitDropsByWholeListRule: a cached Add that passes on its own but
+// not together with a cached GroupContextExtensions proposal (the new
+// member does not support the new extension, RFC 9420, §12.1.7, §13.4) is
+// dropped; the GroupContextExtensions proposal is committed.
+func TestCommitDropsByWholeListRule(t *testing.T) {
+	const extType = ExtensionType(0xff10)
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	ms := m6Group(t, cs, &GroupOptions{ExtensionTypes: []ExtensionType{extType}}, nil,
+		func(int) *KeyPackageOptions { return &KeyPackageOptions{ExtensionTypes: []ExtensionType{extType}} },
+		"alice", "bob", "carol")
+	alice, bob, carol := ms[0], ms[1], ms[2]
+	gce, err := bob.g.ProposeGroupContextExtensions([]Extension{{Type: extType, Data: []byte("x")}})
+	require.NoError(t, err)
+	dave := newMember(t, cs, "dave")
+	add, err := carol.g.ProposeAdd(dave.keyPackage(t, cs).KeyPackage)
+	require.NoError(t, err)
+	rfaProcess(t, gce, alice, carol)
+	rfaProcess(t, add, alice, bob)
+
+	pc, err := alice.g.Commit(nil)
+	require.NoError(t, err)
+	require.Len(t, pc.Dropped, 1)
+	assert.Equal(t, ProposalTypeAdd, pc.Dropped[0].Proposal.Type)
+	// The Add's leaf does not support the new extension (§12.1.7).
+	err = pc.Dropped[0].Err
+	require.True(t, errors.Is(err, ErrUnsupported) || errors.Is(err, treekem.ErrCapabilities), "%v", err)
+	assert.Empty(t, pc.Staged().Added)
+	deliverCommit(t, alice, pc, ms)
+	require.Len(t, alice.g.Extensions(), 1)
+	agree(t, ms)
+}
+
+// TestProposalCacheBoundPrivate: a PrivateMessage proposal refused because
+// the cache is full consumes no key: the same bytes are refused the same
+// way again, with the encoded state unchanged.
+func TestProposalCacheBoundPrivate(t *testing.T) {
+	alice, bob, carol := rfaGroup(t, &Config{MaxCachedProposals: 1, Handshake: HandshakePrivate})
+	cs := alice.g.cs
+	first, err := carol.g.ProposeAdd(newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage)
+	require.NoError(t, err)
+	rfaProcess(t, first, alice)
+	c := bob.g.framedContent(nil)
+	c.ContentType = ContentTypeProposal
+	c.Proposal = &Proposal{Type: ProposalTypeAdd, Add: &AddProposal{KeyPackage: *newMember(t, cs, "erin").keyPackage(t, cs).KeyPackage}}
+	second := rfaPrivate(t, bob.g, c, FramedContentAuthData{}, nil)
+	for range 2 {
+		rfaRejects(t, alice.g, second, ErrProposalCacheFull)
+	}
 }

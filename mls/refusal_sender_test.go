@@ -19,18 +19,9 @@ func TestRefuseFraming(t *testing.T) {
 		c.ApplicationData = []byte("hello")
 		return c
 	}
-	// warm has alice send bob a genuine application message, which starts
-	// alice's ratchets at bob: the forged message that follows must then
-	// leave bob's encoded state byte-identical.
-	warm := func(ms []*member) {
-		msg, err := ms[0].g.EncryptApplication([]byte("warm"), nil)
-		require.NoError(t, err)
-		_, err = ms[1].g.Process(transmit(t, msg))
-		require.NoError(t, err)
-	}
 	t.Run("wire-format", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		gi, err := ms[0].g.GroupInfo(true, false)
+		gi, err := ms[0].g.GroupInfo(nil)
 		require.NoError(t, err)
 		refused(t, ms[1].g, gi, ErrUnsupported)
 	})
@@ -72,7 +63,7 @@ func TestRefuseFraming(t *testing.T) {
 		ms := threeMembers(t, nil)
 		g := ms[0].g
 		pt := privateContent(t, g, g.sigPriv, app(g, blank))
-		refusedStarting(t, ms[1].g, sealPrivateRaw(t, g, blank, ContentTypeApplication, nil, pt, nil), "6.1")
+		refused(t, ms[1].g, sealPrivateRaw(t, g, blank, ContentTypeApplication, nil, pt, nil), "6.1")
 	})
 	t.Run("external-sender-without-extension", func(t *testing.T) {
 		ms := threeMembers(t, nil)
@@ -93,20 +84,17 @@ func TestRefuseFraming(t *testing.T) {
 	t.Run("nonzero-padding", func(t *testing.T) {
 		// §6.3.1: padding must be all zero.
 		ms := threeMembers(t, nil)
-		warm(ms)
 		g := ms[0].g
 		pt := append(privateContent(t, g, g.sigPriv, app(g, 0)), 0, 0, 1)
 		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, nil), ErrMalformed)
 	})
 	t.Run("content-does-not-parse", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		warm(ms)
 		g := ms[0].g
 		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, []byte{0xff}, nil), ErrMalformed)
 	})
 	t.Run("sender-data-size", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		warm(ms)
 		g := ms[0].g
 		pt := privateContent(t, g, g.sigPriv, app(g, 0))
 		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, make([]byte, 11)), ErrMalformed)
@@ -127,11 +115,10 @@ func TestRefuseFraming(t *testing.T) {
 		pc, err := g.Commit(nil)
 		require.NoError(t, err)
 		deliverCommit(t, ms[0], pc, ms)
-		refusedStarting(t, ms[1].g, old, ErrDecryption)
+		refused(t, ms[1].g, old, ErrDecryption)
 	})
 	t.Run("past-epoch-bad-signature", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		warm(ms)
 		g := ms[0].g
 		pt := privateContent(t, g, ms[2].sig, app(g, 0)) // signed by carol for alice's leaf
 		old := sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, nil)
@@ -142,7 +129,6 @@ func TestRefuseFraming(t *testing.T) {
 	})
 	t.Run("private-bad-signature", func(t *testing.T) {
 		ms := threeMembers(t, nil)
-		warm(ms)
 		g := ms[0].g
 		pt := privateContent(t, g, ms[2].sig, app(g, 0))
 		refused(t, ms[1].g, sealPrivateRaw(t, g, 0, ContentTypeApplication, nil, pt, nil), ErrInvalidSignature)
@@ -159,5 +145,65 @@ func TestRefuseFraming(t *testing.T) {
 		msg := forgeProposal(t, ms[0].g, WireFormatPublicMessage, externalPSKOf(cs, "k"))
 		msg.PublicMessage.MembershipTag[0] ^= 1
 		refused(t, ms[1].g, msg, ErrDecryption)
+	})
+}
+
+func TestRefuseSenderTypes(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	t.Run("new-member-commit-sending-a-proposal", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		c := ms[0].g.framedContent(nil)
+		c.Sender = Sender{Type: SenderTypeNewMemberCommit}
+		c.ContentType = ContentTypeProposal
+		c.Proposal = externalPSKOf(cs, "k")
+		refused(t, ms[1].g, forge(t, ms[0].g, WireFormatPublicMessage, c), "12.4.3.2")
+	})
+	t.Run("new-member-proposal-not-add", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		c := ms[0].g.framedContent(nil)
+		c.Sender = Sender{Type: SenderTypeNewMemberProposal}
+		c.ContentType = ContentTypeProposal
+		c.Proposal = removeOf(2)
+		refused(t, ms[1].g, forge(t, ms[0].g, WireFormatPublicMessage, c), "12.1.8")
+	})
+	t.Run("external-signer-disallowed-type", func(t *testing.T) {
+		// Our own ExternalSigner refuses to send what receivers would
+		// refuse (§12.1.8).
+		ms := threeMembers(t, nil)
+		key, err := cs.GenerateSignatureKey()
+		require.NoError(t, err)
+		ds := &ExternalSigner{Key: key}
+		_, err = ds.Propose(ms[0].g.GroupID(), ms[0].g.Epoch(), &Proposal{Type: ProposalTypeUpdate, Update: &UpdateProposal{}}, nil)
+		requireMatches(t, err, "12.1.8")
+	})
+	t.Run("merge-stale-staged-commit", func(t *testing.T) {
+		// Two commits of the same epoch can never both be merged (§14).
+		ms := threeMembers(t, nil)
+		pc0, err := ms[0].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		pc2, err := ms[2].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		r0, err := ms[1].g.Process(transmit(t, pc0.Commit))
+		require.NoError(t, err)
+		r2, err := ms[1].g.Process(transmit(t, pc2.Commit))
+		require.NoError(t, err)
+		require.NoError(t, ms[1].g.Merge(r0.Commit))
+		before := stateBytes(t, ms[1].g)
+		requireMatches(t, ms[1].g.Merge(r2.Commit), ErrWrongEpoch)
+		require.Equal(t, before, stateBytes(t, ms[1].g))
+	})
+	t.Run("merge-after-removal", func(t *testing.T) {
+		ms := threeMembers(t, nil)
+		pcA, err := ms[0].g.Commit(&CommitOptions{Remove: []LeafIndex{1}})
+		require.NoError(t, err)
+		pcC, err := ms[2].g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		rA, err := ms[1].g.Process(transmit(t, pcA.Commit))
+		require.NoError(t, err)
+		rC, err := ms[1].g.Process(transmit(t, pcC.Commit))
+		require.NoError(t, err)
+		require.NoError(t, ms[1].g.Merge(rA.Commit))
+		require.False(t, ms[1].g.Active())
+		requireMatches(t, ms[1].g.Merge(rC.Commit), ErrWrongEpoch)
 	})
 }

@@ -114,6 +114,9 @@ func (g *Group) ReInit(opts *ReInitOptions) (*Group, *MLSMessage, error) {
 	if !g.active {
 		return nil, nil, ErrInactive
 	}
+	if err := g.needTree(); err != nil {
+		return nil, nil, err
+	}
 	r := g.reinit
 	if r == nil {
 		return nil, nil, errors.New("mls: the group has no pending ReInit")
@@ -184,6 +187,9 @@ type BranchOptions struct {
 // [JoinOptions.PreviousGroup] set to their copy of this group.
 func (g *Group) Branch(opts *BranchOptions) (*Group, *MLSMessage, error) {
 	if err := g.canSend(); err != nil {
+		return nil, nil, err
+	}
+	if err := g.needTree(); err != nil {
 		return nil, nil, err
 	}
 	if opts == nil {
@@ -310,6 +316,9 @@ func checkResumedWelcome(psks []PreSharedKeyID, ctx *GroupContext, tree *treekem
 	if prev == nil || !bytes.Equal(prev.state.ctx.GroupID, link.PSKGroupID) {
 		return fmt.Errorf("%w: the previous group, needed to check a resumed group (JoinOptions.PreviousGroup)", ErrNotFound)
 	}
+	if err := prev.needTree(); err != nil {
+		return err
+	}
 	switch link.Usage {
 	case keyschedule.ResumptionPSKUsageReInit:
 		r := prev.reinit
@@ -347,7 +356,7 @@ func extensionsEqual(a, b []Extension) bool {
 // [KeyPackageOptions.LeafExtensions] to identify a client within its
 // identity. ok is false if the leaf is blank or has none.
 func (g *Group) ApplicationID(leaf LeafIndex) (id []byte, ok bool) {
-	l := g.state.tree.Leaf(leaf)
+	l := g.senderLeaf(g.state.tree, g.state.framer, leaf)
 	if l == nil {
 		return nil, false
 	}

@@ -36,8 +36,10 @@ var stateMagic = [4]byte{'M', 'L', 'S', 'g'}
 
 const stateChecksumSize = sha256.Size
 
-// MarshalState returns the group's complete state, for storage; [LoadGroup]
-// restores it. It holds every secret this member needs to continue: its
+// MarshalState returns the group's complete state as one value, for export
+// or for stores that hold a group as a whole; [LoadGroup] restores it. Most
+// applications persist groups as records with [SaveGroup] instead, which
+// writes only what changed (a few bytes per message, not the group). It holds every secret this member needs to continue: its
 // signature private key, the private keys of its path in the ratchet tree,
 // the epoch's key-schedule secrets and secret-tree ratchets (with the keys
 // kept for out-of-order messages), the decryption keys of the past epochs
@@ -95,6 +97,14 @@ const stateChecksumSize = sha256.Size
 func (g *Group) MarshalState() ([]byte, error) {
 	if g.state == nil {
 		return nil, errors.New("mls: marshaling an uninitialized group")
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
+	}
+	for _, p := range g.past {
+		if _, err := g.pastTree(p); err != nil {
+			return nil, err
+		}
 	}
 	st := g.state
 	cur := encodeNodes(st.tree)
@@ -463,7 +473,8 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 	}
 	g.state = st
 
-	// Cached proposals.
+	// Cached proposals, checked for duplicates in linear time.
+	refs := make(map[string]struct{})
 	if !wire.ReadVector(&s, func(s *cryptobyte.String) bool {
 		var c cachedProposal
 		var ref []byte
@@ -473,11 +484,10 @@ func parseStateV1(s cryptobyte.String, cfg *Config) (g *Group, err error) {
 			return false
 		}
 		c.ref = ref
-		for _, o := range st.proposals {
-			if bytes.Equal(o.ref, c.ref) {
-				return false
-			}
+		if _, dup := refs[string(ref)]; dup {
+			return false
 		}
+		refs[string(ref)] = struct{}{}
 		st.proposals = append(st.proposals, c)
 		return true
 	}) {
@@ -767,19 +777,23 @@ func ParseKeyPackagePrivate(data []byte) (*KeyPackagePrivate, error) {
 
 // MarshalMergedState returns the state the group would have after
 // [Group.Merge] of s (or [Group.MergePendingCommit] of the pending commit
-// holding s), without merging it and without changing g. It lets an
-// application that sends its own commit survive a crash between the
-// delivery service accepting the commit and saving the new epoch: save
-// this state aside (for instance under the group ID and s.Epoch()) before
-// sending; after a restart, if the delivery service accepted the commit,
-// load it with [LoadGroup] instead of the previous state. Like every state
-// it is secret.
+// holding s), without merging it and without changing g. Like every state
+// it is secret. [SavePendingCommit] is the way to persist a commit before
+// sending it with a record store: it keeps the current epoch current until
+// the delivery service accepted the commit, and [Group.RecoveredCommit]
+// gives the commit back after a crash. With whole states, save this one
+// aside (for instance under the group ID and s.Epoch()) before sending;
+// after a restart, if the delivery service accepted the commit, load it
+// with [LoadGroup] instead of the previous state.
 func (g *Group) MarshalMergedState(s *StagedCommit) ([]byte, error) {
 	if s == nil || s.state == nil {
 		return nil, errors.New("mls: no new epoch to marshal")
 	}
 	if s.fromEpoch != g.state.ctx.Epoch || !g.active {
 		return nil, fmt.Errorf("%w: staged for epoch %d, group is at %d", ErrWrongEpoch, s.fromEpoch, g.state.ctx.Epoch)
+	}
+	if err := g.needTree(); err != nil {
+		return nil, err
 	}
 	old := g.state
 	view := *g

@@ -622,7 +622,11 @@ func TestKeyPackagePrivateBytes(t *testing.T) {
 // every parent node set and DefaultPastEpochs past epochs, built without
 // n joins: the other leaves and the parent nodes are random (their
 // signatures are not checked by the state encoding).
-func bigGroup(tb testing.TB, n int) *Group {
+func bigGroup(tb testing.TB, n int) *Group { return bigGroupWith(tb, n, nil) }
+
+// bigGroupWith is bigGroup with the signature key of far, if not nil, in
+// the last leaf, so that far can sign messages as that member.
+func bigGroupWith(tb testing.TB, n int, far *hpke.SignaturePrivateKey) *Group {
 	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	alice := newMember(tb, cs, "alice")
 	g, err := NewGroup(cs, alice.cred, alice.sig, nil, nil)
@@ -656,6 +660,9 @@ func bigGroup(tb testing.TB, n int) *Group {
 						EncryptionKey: rnd(32), SignatureKey: rnd(32),
 						Credential:   Credential{Type: CredentialBasic, Identity: fmt.Appendf(nil, "member-%d@example.com", i/2)},
 						Capabilities: caps, Source: treekem.SourceCommit, ParentHash: rnd(32), Signature: rnd(64),
+					}
+					if far != nil && i/2 == n-1 {
+						l.SignatureKey = far.PublicKey()
 					}
 					b.AddUint8(1)
 					b.AddUint8(uint8(treekem.NodeTypeLeaf))

@@ -19,14 +19,21 @@ import (
 // the stale state must not be sent.
 var ErrConflict = errors.New("mls: stored state changed concurrently")
 
-// StoredGroup is a group state as a [GroupStore] holds it.
+// Record is one record of a group's stored state (see [GroupStore]): an
+// opaque key and value. A nil Value in a write deletes the record.
+// Records hold secrets; keep them encrypted at rest where the platform
+// allows.
+type Record struct {
+	Key   []byte
+	Value []byte
+}
+
+// StoredGroup is a group's records as a [GroupStore] holds them.
 type StoredGroup struct {
-	// State is the encoding of [Group.MarshalState].
-	State []byte
-	// Epoch is the group's epoch in State.
-	Epoch uint64
+	// Records are all the group's records, in any order.
+	Records []Record
 	// Revision counts the saves of the group: 1 after the first. It is the
-	// optimistic-concurrency token of [GroupStore.SaveGroupState].
+	// optimistic-concurrency token of [GroupStore.SaveGroupRecords].
 	Revision uint64
 }
 
@@ -43,29 +50,35 @@ type Consumed struct {
 	PSKs [][]byte
 }
 
-// GroupStore persists group states. The application implements it on its
-// database; [MemoryStore] is an in-memory implementation. Implementations
-// must be safe for concurrent use, also by several processes sharing one
-// database.
+// GroupStore persists groups as records (see [SaveGroup] for which): the
+// part of a group fixed for an epoch is written once per epoch, and what a
+// message changes (secret-tree ratchets) is a few small records, so that
+// saving after every message costs O(log n) bytes, not the group. The
+// application implements it on its database; [MemoryStore] is an
+// in-memory implementation. Implementations must be safe for concurrent
+// use, also by several processes sharing one database. Most applications
+// call [SaveGroup], [SavePendingCommit] and [OpenGroup] rather than these
+// methods.
 type GroupStore interface {
-	// LoadGroupState returns the stored state of the group groupID, or an
-	// error matching [ErrNotFound] if there is none.
-	LoadGroupState(ctx context.Context, groupID []byte) (*StoredGroup, error)
-	// SaveGroupState stores state, the state of groupID in epoch epoch,
-	// and deletes what consumed lists (which may be nil) from the key
-	// store, in one atomic step: after a crash, either all of it happened
-	// or none. It succeeds only if the stored revision is still
-	// prevRevision (0 if the caller created or joined the group and
-	// nothing is stored yet), epoch is not older than the stored epoch,
-	// and everything consumed is still there; otherwise it changes nothing
-	// and returns an error matching [ErrConflict]. Of concurrent saves
-	// from the same revision exactly one succeeds. It returns the new
-	// revision.
-	SaveGroupState(ctx context.Context, groupID []byte, epoch uint64, state []byte, prevRevision uint64, consumed *Consumed) (revision uint64, err error)
-	// DeleteGroupState deletes the state of groupID if its revision is
+	// LoadGroupRecords returns every record of the group groupID and its
+	// revision, or an error matching [ErrNotFound] if nothing is stored.
+	LoadGroupRecords(ctx context.Context, groupID []byte) (*StoredGroup, error)
+	// SaveGroupRecords applies writes (puts, and deletes for a nil
+	// Value) to the records of groupID and deletes what consumed lists
+	// (which may be nil) from the key store, in one atomic step: after a
+	// crash, either all of it happened or none. It succeeds only if the
+	// stored revision is still prevRevision (0 if nothing is stored: the
+	// caller created or joined the group) and everything consumed is
+	// still there; otherwise it changes nothing and returns an error
+	// matching [ErrConflict]. Of concurrent saves from the same revision
+	// exactly one succeeds. It returns the new revision. Deleting a
+	// record that does not exist is not an error. The store must not
+	// keep writes' slices.
+	SaveGroupRecords(ctx context.Context, groupID []byte, prevRevision uint64, writes []Record, consumed *Consumed) (revision uint64, err error)
+	// DeleteGroup deletes every record of groupID if its revision is
 	// still prevRevision, for a member that left the group, and returns
 	// an error matching [ErrConflict] otherwise.
-	DeleteGroupState(ctx context.Context, groupID []byte, prevRevision uint64) error
+	DeleteGroup(ctx context.Context, groupID []byte, prevRevision uint64) error
 }
 
 // KeyStore holds a client's KeyPackage private keys until they are used,
@@ -80,6 +93,12 @@ type KeyStore interface {
 	// KeyPackagePrivate returns the KeyPackage with private keys stored
 	// under ref, or an error matching [ErrNotFound].
 	KeyPackagePrivate(ctx context.Context, ref KeyPackageRef) (*KeyPackagePrivate, error)
+	// FindKeyPackage returns the first of refs under which a KeyPackage
+	// is stored, with its private keys, or an error matching
+	// [ErrNotFound] if none is. It is one lookup, however many refs: a
+	// Welcome has one per new member (RFC 9420, §12.4.3.1), and only one
+	// is this client's.
+	FindKeyPackage(ctx context.Context, refs []KeyPackageRef) (KeyPackageRef, *KeyPackagePrivate, error)
 	// PutPSK stores the external PSK secret with the psk_id id.
 	PutPSK(ctx context.Context, id, secret []byte) error
 	// PSK returns the external PSK with the psk_id id, or an error
@@ -96,7 +115,9 @@ type Transport interface {
 	// the delivery service accepted it as the one commit of its epoch;
 	// an error matching [ErrConflict] means another commit of that epoch
 	// came first, so the sender processes that one instead of merging its
-	// own.
+	// own. The same bytes sent twice must be delivered once: after a
+	// crash, the persistence protocol (package documentation) sends a
+	// stored commit or outbox message again.
 	Send(ctx context.Context, groupID []byte, msg *MLSMessage) error
 	// SendWelcome delivers a Welcome to the new members it names.
 	SendWelcome(ctx context.Context, welcome *MLSMessage) error
@@ -110,33 +131,53 @@ type Transport interface {
 }
 
 // JoinWithStore joins a group from a Welcome (see [Join]) with the
-// KeyPackage private keys found in keys, and reports what the join
-// consumed: the KeyPackage, unless it is a last-resort one. Save the new
-// group with consumed in one [GroupStore.SaveGroupState], so that the
-// KeyPackage private key is deleted exactly when the group state exists.
+// KeyPackage private keys found in keys, with one [KeyStore.FindKeyPackage]
+// lookup, and reports what the join consumed: the KeyPackage, unless it is
+// a last-resort one. Save the new group with [SaveGroup] and
+// [SaveOptions.Consumed], so that the KeyPackage private key is deleted
+// exactly when the group state exists.
+//
+// If keys also implements [GroupStore] (as [MemoryStore] does) and
+// opts.GroupExists is nil, a Welcome for a group ID that keys holds
+// records of is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
 func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts *JoinOptions, cfg *Config) (*Group, *Consumed, error) {
 	if welcome == nil || welcome.Welcome == nil {
 		return nil, nil, fmt.Errorf("%w: not a Welcome", ErrUnsupported)
 	}
-	for _, s := range welcome.Welcome.Secrets {
-		kp, err := keys.KeyPackagePrivate(ctx, s.NewMember)
-		if errors.Is(err, ErrNotFound) {
-			continue
+	if gs, ok := keys.(GroupStore); ok && (opts == nil || opts.GroupExists == nil) {
+		o := JoinOptions{}
+		if opts != nil {
+			o = *opts
 		}
-		if err != nil {
-			return nil, nil, err
+		o.GroupExists = func(groupID []byte) (bool, error) {
+			_, err := gs.LoadGroupRecords(ctx, groupID)
+			if errors.Is(err, ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
 		}
-		g, err := Join(welcome, kp, opts, cfg)
-		if err != nil {
-			return nil, nil, err
-		}
-		consumed := &Consumed{}
-		if !kp.KeyPackage.IsLastResort() {
-			consumed.KeyPackages = append(consumed.KeyPackages, s.NewMember)
-		}
-		return g, consumed, nil
+		opts = &o
 	}
-	return nil, nil, ErrNotMember
+	refs := make([]KeyPackageRef, len(welcome.Welcome.Secrets))
+	for i := range welcome.Welcome.Secrets {
+		refs[i] = welcome.Welcome.Secrets[i].NewMember
+	}
+	ref, kp, err := keys.FindKeyPackage(ctx, refs)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, ErrNotMember
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := Join(welcome, kp, opts, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	consumed := &Consumed{}
+	if !kp.KeyPackage.IsLastResort() {
+		consumed.KeyPackages = append(consumed.KeyPackages, ref)
+	}
+	return g, consumed, nil
 }
 
 // StorePSKs adapts a [KeyStore] to the [PSKStore] of [Config.PSKs], for
@@ -160,47 +201,53 @@ func (s storePSKs) ResumptionPSK(groupID []byte, epoch uint64) ([]byte, error) {
 // tests and as a model for real implementations.
 type MemoryStore struct {
 	mu          sync.Mutex
-	groups      map[string]*StoredGroup
+	groups      map[string]*memoryGroup
 	keyPackages map[string][]byte
 	psks        map[string][]byte
+}
+
+type memoryGroup struct {
+	revision uint64
+	records  map[string][]byte
 }
 
 // NewMemoryStore returns an empty [MemoryStore].
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
-		groups:      make(map[string]*StoredGroup),
+		groups:      make(map[string]*memoryGroup),
 		keyPackages: make(map[string][]byte),
 		psks:        make(map[string][]byte),
 	}
 }
 
-// LoadGroupState implements [GroupStore]. The caller owns the returned
-// state.
-func (m *MemoryStore) LoadGroupState(ctx context.Context, groupID []byte) (*StoredGroup, error) {
+// LoadGroupRecords implements [GroupStore]. The caller owns the returned
+// records.
+func (m *MemoryStore) LoadGroupRecords(ctx context.Context, groupID []byte) (*StoredGroup, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	sg, ok := m.groups[string(groupID)]
+	mg, ok := m.groups[string(groupID)]
 	if !ok {
 		return nil, fmt.Errorf("%w: group state", ErrNotFound)
 	}
-	return &StoredGroup{State: bytes.Clone(sg.State), Epoch: sg.Epoch, Revision: sg.Revision}, nil
+	out := &StoredGroup{Revision: mg.revision, Records: make([]Record, 0, len(mg.records))}
+	for k, v := range mg.records {
+		out.Records = append(out.Records, Record{Key: []byte(k), Value: bytes.Clone(v)})
+	}
+	return out, nil
 }
 
-// SaveGroupState implements [GroupStore]. It keeps a copy of state and
-// erases the replaced one.
-func (m *MemoryStore) SaveGroupState(ctx context.Context, groupID []byte, epoch uint64, state []byte, prevRevision uint64, consumed *Consumed) (uint64, error) {
+// SaveGroupRecords implements [GroupStore]. It keeps copies of the values
+// and erases the replaced and deleted ones.
+func (m *MemoryStore) SaveGroupRecords(ctx context.Context, groupID []byte, prevRevision uint64, writes []Record, consumed *Consumed) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old, ok := m.groups[string(groupID)]
+	mg, ok := m.groups[string(groupID)]
 	var rev uint64
 	if ok {
-		rev = old.Revision
+		rev = mg.revision
 	}
 	if rev != prevRevision {
 		return 0, fmt.Errorf("%w: group state is at revision %d, not %d", ErrConflict, rev, prevRevision)
-	}
-	if ok && epoch < old.Epoch {
-		return 0, fmt.Errorf("%w: stored epoch %d is newer than %d", ErrConflict, old.Epoch, epoch)
 	}
 	if consumed != nil {
 		for _, ref := range consumed.KeyPackages {
@@ -222,22 +269,35 @@ func (m *MemoryStore) SaveGroupState(ctx context.Context, groupID []byte, epoch 
 			delete(m.psks, string(id))
 		}
 	}
-	if ok {
-		clear(old.State)
+	if !ok {
+		mg = &memoryGroup{records: make(map[string][]byte, len(writes))}
+		m.groups[string(groupID)] = mg
 	}
-	m.groups[string(groupID)] = &StoredGroup{State: bytes.Clone(state), Epoch: epoch, Revision: rev + 1}
+	for _, w := range writes {
+		if old, ok := mg.records[string(w.Key)]; ok {
+			clear(old)
+		}
+		if w.Value == nil {
+			delete(mg.records, string(w.Key))
+		} else {
+			mg.records[string(w.Key)] = bytes.Clone(w.Value)
+		}
+	}
+	mg.revision = rev + 1
 	return rev + 1, nil
 }
 
-// DeleteGroupState implements [GroupStore].
-func (m *MemoryStore) DeleteGroupState(ctx context.Context, groupID []byte, prevRevision uint64) error {
+// DeleteGroup implements [GroupStore].
+func (m *MemoryStore) DeleteGroup(ctx context.Context, groupID []byte, prevRevision uint64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	old, ok := m.groups[string(groupID)]
-	if !ok || old.Revision != prevRevision {
+	mg, ok := m.groups[string(groupID)]
+	if !ok || mg.revision != prevRevision {
 		return fmt.Errorf("%w: group state changed or deleted", ErrConflict)
 	}
-	clear(old.State)
+	for _, v := range mg.records {
+		clear(v)
+	}
 	delete(m.groups, string(groupID))
 	return nil
 }
@@ -269,6 +329,29 @@ func (m *MemoryStore) KeyPackagePrivate(ctx context.Context, ref KeyPackageRef) 
 	}
 	defer clear(data)
 	return ParseKeyPackagePrivate(data)
+}
+
+// FindKeyPackage implements [KeyStore].
+func (m *MemoryStore) FindKeyPackage(ctx context.Context, refs []KeyPackageRef) (KeyPackageRef, *KeyPackagePrivate, error) {
+	m.mu.Lock()
+	var ref KeyPackageRef
+	var data []byte
+	for _, r := range refs {
+		if d, ok := m.keyPackages[string(r)]; ok {
+			ref, data = r, bytes.Clone(d)
+			break
+		}
+	}
+	m.mu.Unlock()
+	if data == nil {
+		return nil, nil, fmt.Errorf("%w: key package", ErrNotFound)
+	}
+	defer clear(data)
+	kp, err := ParseKeyPackagePrivate(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ref, kp, nil
 }
 
 // PutPSK implements [KeyStore].

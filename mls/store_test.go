@@ -9,12 +9,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/mls"
 )
 
-// ExampleGroupStore shows the life of a group state in a store: save after
-// every change with the revision it was loaded at, and delete the
-// KeyPackage private key in the same step that saves the joined group.
+// ExampleGroupStore shows the persistence protocol with a store: save
+// after every change, store a commit before sending it and merge it once
+// the delivery service accepted it, and delete the KeyPackage private key
+// in the same step that saves the joined group.
 func ExampleGroupStore() {
 	ctx := context.Background()
 	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
@@ -30,64 +33,69 @@ func ExampleGroupStore() {
 		log.Fatal(err)
 	}
 
-	// Alice creates a group, adds Bob, and saves each state.
+	// Alice creates a group and saves it.
 	aliceSig, _ := cs.GenerateSignatureKey()
 	alice, err := mls.NewGroup(cs, mls.Credential{Type: mls.CredentialBasic, Identity: []byte("alice")}, aliceSig, nil, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	save := func(store mls.GroupStore, g *mls.Group, prev uint64, consumed *mls.Consumed) uint64 {
-		state, err := g.MarshalState()
-		if err != nil {
-			log.Fatal(err)
-		}
-		rev, err := store.SaveGroupState(ctx, g.GroupID(), g.Epoch(), state, prev, consumed)
-		if err != nil {
-			log.Fatal(err)
-		}
-		return rev
+	if err := mls.SaveGroup(ctx, aliceStore, alice, nil); err != nil {
+		log.Fatal(err)
 	}
-	aliceRev := save(aliceStore, alice, 0, nil)
+	// She adds Bob: store the commit before sending it, merge it once the
+	// delivery service accepted it, and save again.
 	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	// Save the new epoch before sending the commit: if another writer
-	// saved first, this fails with ErrConflict and nothing is sent.
+	if err := mls.SavePendingCommit(ctx, aliceStore, alice, pc, nil); err != nil {
+		log.Fatal(err)
+	}
+	// ... the delivery service accepts pc.Commit ...
 	if err := alice.MergePendingCommit(pc); err != nil {
 		log.Fatal(err)
 	}
-	aliceRev = save(aliceStore, alice, aliceRev, nil)
+	if err := mls.SaveGroup(ctx, aliceStore, alice, nil); err != nil {
+		log.Fatal(err)
+	}
 
 	// Bob joins with the key from his store; the save deletes it.
 	bob, consumed, err := mls.JoinWithStore(ctx, pc.Welcome, bobStore, nil, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
-	save(bobStore, bob, 0, consumed)
+	if err := mls.SaveGroup(ctx, bobStore, bob, &mls.SaveOptions{Consumed: consumed}); err != nil {
+		log.Fatal(err)
+	}
 	ref, _ := bobKP.KeyPackage.Ref()
 	_, err = bobStore.KeyPackagePrivate(ctx, ref)
 	fmt.Println("key package private key gone:", errors.Is(err, mls.ErrNotFound))
 
-	// After a restart, Bob loads his group and reads Alice's message.
-	stored, err := bobStore.LoadGroupState(ctx, bob.GroupID())
-	if err != nil {
-		log.Fatal(err)
-	}
-	bob, err = mls.LoadGroup(stored.State, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
+	// Alice saves the advanced ratchet before sending.
 	msg, _ := alice.EncryptApplication([]byte("hello after a restart"), nil)
-	save(aliceStore, alice, aliceRev, nil)
+	if err := mls.SaveGroup(ctx, aliceStore, alice, nil); err != nil {
+		log.Fatal(err)
+	}
+	// After a restart, Bob opens his group and reads Alice's message.
+	bob, err = mls.OpenGroup(ctx, bobStore, bob.GroupID(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 	res, err := bob.Process(msg)
 	if err != nil {
 		log.Fatal(err)
 	}
+	if err := mls.SaveGroup(ctx, bobStore, bob, nil); err != nil {
+		log.Fatal(err)
+	}
 	fmt.Printf("bob read %q in epoch %d\n", res.ApplicationData, bob.Epoch())
 
-	// A stale writer cannot overwrite the newer state.
-	_, err = aliceStore.SaveGroupState(ctx, alice.GroupID(), alice.Epoch(), []byte("stale"), aliceRev, nil)
+	// A stale copy of Alice's group cannot overwrite the newer state.
+	stale, _ := mls.OpenGroup(ctx, aliceStore, alice.GroupID(), nil)
+	_, _ = alice.EncryptApplication([]byte("moves the ratchet"), nil)
+	_ = mls.SaveGroup(ctx, aliceStore, alice, nil)
+	_, _ = stale.EncryptApplication([]byte("would reuse a key"), nil)
+	err = mls.SaveGroup(ctx, aliceStore, stale, nil)
 	fmt.Println("stale save:", errors.Is(err, mls.ErrConflict))
 	// Output:
 	// key package private key gone: true
@@ -99,20 +107,19 @@ func TestMemoryStoreConcurrentSaves(t *testing.T) {
 	ctx := context.Background()
 	s := mls.NewMemoryStore()
 	gid := []byte("group")
-	rev, err := s.SaveGroupState(ctx, gid, 0, []byte("epoch 0"), 0, nil)
-	if err != nil || rev != 1 {
-		t.Fatal(rev, err)
-	}
-	if _, err := s.SaveGroupState(ctx, gid, 0, []byte("again"), 0, nil); !errors.Is(err, mls.ErrConflict) {
-		t.Fatalf("second create: %v", err)
-	}
-	for epoch := uint64(1); epoch <= 20; epoch++ {
+	rec := func(k, v string) mls.Record { return mls.Record{Key: []byte(k), Value: []byte(v)} }
+	rev, err := s.SaveGroupRecords(ctx, gid, 0, []mls.Record{rec("h", "epoch 0")}, nil)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, rev)
+	_, err = s.SaveGroupRecords(ctx, gid, 0, []mls.Record{rec("h", "again")}, nil)
+	require.ErrorIs(t, err, mls.ErrConflict)
+	for epoch := 1; epoch <= 20; epoch++ {
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		wins, conflicts := 0, 0
 		for w := range 8 {
 			wg.Go(func() {
-				_, err := s.SaveGroupState(ctx, gid, epoch, fmt.Appendf(nil, "epoch %d by %d", epoch, w), rev, nil)
+				_, err := s.SaveGroupRecords(ctx, gid, rev, []mls.Record{rec("h", fmt.Sprintf("epoch %d by %d", epoch, w)), rec(fmt.Sprint(w), "x")}, nil)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -126,28 +133,25 @@ func TestMemoryStoreConcurrentSaves(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if wins != 1 || conflicts != 7 {
-			t.Fatalf("epoch %d: %d wins, %d conflicts", epoch, wins, conflicts)
-		}
-		sg, err := s.LoadGroupState(ctx, gid)
-		if err != nil || sg.Epoch != epoch || sg.Revision != rev+1 {
-			t.Fatal(sg, err)
-		}
+		require.Equal(t, 1, wins)
+		require.Equal(t, 7, conflicts)
+		sg, err := s.LoadGroupRecords(ctx, gid)
+		require.NoError(t, err)
+		require.Equal(t, rev+1, sg.Revision)
 		rev = sg.Revision
 	}
-	// An older epoch is refused even at the current revision.
-	if _, err := s.SaveGroupState(ctx, gid, 3, []byte("old"), rev, nil); !errors.Is(err, mls.ErrConflict) {
-		t.Fatalf("older epoch: %v", err)
+	// Deletes.
+	rev, err = s.SaveGroupRecords(ctx, gid, rev, []mls.Record{{Key: []byte("h")}, {Key: []byte("absent")}}, nil)
+	require.NoError(t, err)
+	sg, err := s.LoadGroupRecords(ctx, gid)
+	require.NoError(t, err)
+	for _, r := range sg.Records {
+		require.NotEqual(t, "h", string(r.Key))
 	}
-	if err := s.DeleteGroupState(ctx, gid, rev-1); !errors.Is(err, mls.ErrConflict) {
-		t.Fatal(err)
-	}
-	if err := s.DeleteGroupState(ctx, gid, rev); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.LoadGroupState(ctx, gid); !errors.Is(err, mls.ErrNotFound) {
-		t.Fatal(err)
-	}
+	require.ErrorIs(t, s.DeleteGroup(ctx, gid, rev-1), mls.ErrConflict)
+	require.NoError(t, s.DeleteGroup(ctx, gid, rev))
+	_, err = s.LoadGroupRecords(ctx, gid)
+	require.ErrorIs(t, err, mls.ErrNotFound)
 }
 
 func TestMemoryStoreConsumed(t *testing.T) {
@@ -156,35 +160,30 @@ func TestMemoryStoreConsumed(t *testing.T) {
 	s := mls.NewMemoryStore()
 	sig, _ := cs.GenerateSignatureKey()
 	kp, err := mls.GenerateKeyPackage(cs, mls.Credential{Type: mls.CredentialBasic, Identity: []byte("bob")}, sig, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutKeyPackage(ctx, kp); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutPSK(ctx, []byte("psk"), []byte("secret")); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, s.PutKeyPackage(ctx, kp))
+	require.NoError(t, s.PutPSK(ctx, []byte("psk"), []byte("secret")))
 	ref, _ := kp.KeyPackage.Ref()
 	got, err := s.KeyPackagePrivate(ctx, ref)
-	if err != nil || !bytes.Equal(got.InitKey.Bytes(), kp.InitKey.Bytes()) {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(got.InitKey.Bytes(), kp.InitKey.Bytes()))
+	gotRef, got, err := s.FindKeyPackage(ctx, []mls.KeyPackageRef{[]byte("other"), ref})
+	require.NoError(t, err)
+	require.Equal(t, ref, gotRef)
+	require.True(t, bytes.Equal(got.InitKey.Bytes(), kp.InitKey.Bytes()))
 	consumed := &mls.Consumed{KeyPackages: []mls.KeyPackageRef{ref}, PSKs: [][]byte{[]byte("psk")}}
+	w := []mls.Record{{Key: []byte("h"), Value: []byte("s")}}
 	// Two joins racing with the same KeyPackage: one wins.
-	if _, err := s.SaveGroupState(ctx, []byte("g1"), 1, []byte("s"), 0, consumed); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SaveGroupState(ctx, []byte("g2"), 1, []byte("s"), 0, consumed); !errors.Is(err, mls.ErrConflict) {
-		t.Fatalf("reused key package: %v", err)
-	}
-	if _, err := s.LoadGroupState(ctx, []byte("g2")); !errors.Is(err, mls.ErrNotFound) {
-		t.Fatal("failed save left a state")
-	}
-	if _, err := s.KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {
-		t.Fatal(err)
-	}
-	if _, err := s.PSK(ctx, []byte("psk")); !errors.Is(err, mls.ErrNotFound) {
-		t.Fatal(err)
-	}
+	_, err = s.SaveGroupRecords(ctx, []byte("g1"), 0, w, consumed)
+	require.NoError(t, err)
+	_, err = s.SaveGroupRecords(ctx, []byte("g2"), 0, w, consumed)
+	require.ErrorIs(t, err, mls.ErrConflict)
+	_, err = s.LoadGroupRecords(ctx, []byte("g2"))
+	require.ErrorIs(t, err, mls.ErrNotFound, "failed save left a state")
+	_, err = s.KeyPackagePrivate(ctx, ref)
+	require.ErrorIs(t, err, mls.ErrNotFound)
+	_, _, err = s.FindKeyPackage(ctx, []mls.KeyPackageRef{ref})
+	require.ErrorIs(t, err, mls.ErrNotFound)
+	_, err = s.PSK(ctx, []byte("psk"))
+	require.ErrorIs(t, err, mls.ErrNotFound)
 }

@@ -211,11 +211,14 @@ func NewServer(redeemers ...Redeemer) *Server {
 }
 
 // Accept parses an envelope, checks its message is a PrivateMessage,
-// redeems its token, and returns the group ID to route the message by.
-// The token is spent only if everything else is valid. Errors match
+// redeems its token for the message's group, and returns the group ID to
+// route the message by. The token is spent only if everything else is
+// valid, and a Privacy Pass token is accepted only for the group it was
+// bound to. Errors match
 // [ErrMalformed], [ErrUnsupportedVersion], [ErrUnsupportedScheme],
 // [ErrNotPrivateMessage], or the errors of [Redeemer.Redeem]
-// ([ErrInvalidToken], [ErrUnknownKey], [ErrExpired], [ErrDoubleSpend]).
+// ([ErrInvalidToken], [ErrUnknownKey], [ErrExpired], [ErrDoubleSpend],
+// [ErrRateLimited]).
 func (s *Server) Accept(envelope []byte) (*Delivery, error) {
 	e, err := ParseEnvelope(envelope)
 	if err != nil {
@@ -232,7 +235,7 @@ func (s *Server) Accept(envelope []byte) (*Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Redeem(e.Token); err != nil {
+	if err := r.Redeem(e.Token, pm.GroupID); err != nil {
 		return nil, err
 	}
 	return &Delivery{GroupID: pm.GroupID, Epoch: pm.Epoch, Message: e.Message}, nil

@@ -11,7 +11,9 @@ import (
 // Example shows Privacy Pass tokens going from the issuer to a client and
 // back to the delivery service inside a sealed envelope.
 func Example() {
-	// Delivery service: one issuer, whose keys and challenge it publishes.
+	// Delivery service: one issuer, whose directory and base challenge it
+	// publishes. A real server passes durable stores shared by all its
+	// replicas (examples/store); the memory store is for examples and tests.
 	master := make([]byte, sealedsender.MasterSecretSize)
 	rand.Read(master)
 	challenge := &sealedsender.TokenChallenge{
@@ -19,28 +21,35 @@ func Example() {
 		IssuerName: "issuer.example",
 		OriginInfo: "delivery.example",
 	}
-	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, nil)
+	mem := sealedsender.NewMemoryStore()
+	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{Spent: mem, Quotas: mem})
 	if err != nil {
 		panic(err)
 	}
 	dir, _ := issuer.Keys()
-	published, _ := dir.Bytes()
+	published, _ := dir.Bytes() // JSON, RFC 9578 Section 4
 	server := sealedsender.NewServer(issuer)
 
-	// Client: fetch the keys, request a batch while logged in as "alice".
+	// Client, logged in as "alice", ahead of need: check the directory and
+	// fetch tokens bound to the group they will pay for. The issuer sees
+	// neither the tokens nor the group.
 	keys, _ := sealedsender.ParseKeyDirectory(published)
-	client, err := sealedsender.NewPrivacyPassClient(&keys.Keys[0], issuer.Challenge())
+	client, err := sealedsender.NewPrivacyPassClient(keys, issuer.Challenge(), nil)
 	if err != nil {
 		panic(err)
 	}
-	pending, request, _ := client.Request(32)
-	response, err := issuer.Issue("alice", request) // the issuer sees only blinded values
-	if err != nil {
-		panic(err)
-	}
-	tokens, err := pending.Finalize(response)
-	if err != nil {
-		panic(err)
+	var tokens [][]byte
+	for range 4 {
+		pending, request, _ := client.Request(client.Challenge().ForGroup([]byte("team-42")))
+		response, err := issuer.Issue("alice", request) // RFC 9578 TokenRequest/TokenResponse
+		if err != nil {
+			panic(err)
+		}
+		token, err := pending.Finalize(response)
+		if err != nil {
+			panic(err)
+		}
+		tokens = append(tokens, token)
 	}
 
 	// Client, later and anonymously: seal an MLS PrivateMessage with a token
@@ -59,9 +68,14 @@ func Example() {
 	fmt.Printf("%d tokens; %d-byte envelope for group %s\n", len(tokens), len(envelope), d.GroupID)
 	_, err = server.Accept(envelope)
 	fmt.Println(err)
+	// A token bound to team-42 does not pay for another group.
+	other, _ := sealedsender.Seal(sealedsender.SchemePrivacyPass, tokens[1], privateMessage("team-7"), nil)
+	_, err = server.Accept(other)
+	fmt.Println(err)
 	// Output:
-	// 32 tokens; 512-byte envelope for group team-42
+	// 4 tokens; 512-byte envelope for group team-42
 	// sealedsender: redeeming token: sealedsender: token already spent
+	// sealedsender: token answers another challenge (or group): sealedsender: invalid token
 }
 
 // privateMessage returns an application message of a one-member MLS

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzParse checks the four properties every parser must have: no panic,
@@ -23,12 +27,8 @@ func fuzzParse[T any](t *testing.T, data []byte, parse func([]byte) (*T, error),
 		return
 	}
 	enc, err := encode(v)
-	if err != nil {
-		t.Fatalf("re-encoding: %v", err)
-	}
-	if !bytes.Equal(enc, data) {
-		t.Fatalf("re-encoding differs:\n%x\n%x", enc, data)
-	}
+	require.NoError(t, err, "re-encoding")
+	require.Equal(t, data, enc, "re-encoding differs")
 }
 
 // addVectorSeeds adds fields of the RFC 9578 vectors, when present, as
@@ -106,9 +106,62 @@ func FuzzParseBatchTokenResponse(f *testing.F) {
 	})
 }
 
+// FuzzParseKeyDirectory checks the JSON issuer directory: no panic, a
+// known error, and a re-encoding that parses to the same directory (JSON
+// has many encodings of one value, so bytes may differ).
 func FuzzParseKeyDirectory(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzParse(t, data, ParseKeyDirectory, (*KeyDirectory).Bytes)
+		d, err := ParseKeyDirectory(data)
+		if err != nil {
+			if d != nil || !isKnown(err) {
+				t.Fatalf("ParseKeyDirectory: %v, %v", d, err)
+			}
+			return
+		}
+		enc, err := d.Bytes()
+		require.NoError(t, err)
+		d2, err := ParseKeyDirectory(enc)
+		if err != nil || !reflect.DeepEqual(d, d2) {
+			t.Fatalf("re-encoding: %v", err)
+		}
+	})
+}
+
+// FuzzParseAuthorization checks the RFC 9577 credential parser: no panic,
+// a known error, and a token that survives re-encoding.
+func FuzzParseAuthorization(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tok, err := ParseAuthorization(string(data))
+		if err != nil {
+			if tok != nil || !isKnown(err) {
+				t.Fatalf("ParseAuthorization: %x, %v", tok, err)
+			}
+			return
+		}
+		again, err := ParseAuthorization(AuthorizationHeader(tok))
+		if err != nil || !bytes.Equal(again, tok) {
+			t.Fatalf("re-encoding: %v", err)
+		}
+	})
+}
+
+// FuzzParseWWWAuthenticate checks the RFC 9577 challenge parser: no
+// panic, a known error, and challenges that survive re-encoding.
+func FuzzParseWWWAuthenticate(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		chs, err := ParseWWWAuthenticate(string(data))
+		if err != nil {
+			if chs != nil || !isKnown(err) {
+				t.Fatalf("ParseWWWAuthenticate: %v, %v", chs, err)
+			}
+			return
+		}
+		for _, c := range chs {
+			again, err := ParseWWWAuthenticate(c.String())
+			if err != nil || len(again) != 1 || !reflect.DeepEqual(again[0], c) {
+				t.Fatalf("re-encoding %q: %v", c.String(), err)
+			}
+		}
 	})
 }
 
@@ -116,7 +169,7 @@ func FuzzParseKeyDirectory(f *testing.F) {
 // panic, and every refusal must match a known error. (The seeds hold valid
 // tokens of the same master secret, so some are accepted once.)
 func FuzzAccept(f *testing.F) {
-	si := NewSimpleIssuer(nil, nil)
+	si := newSimpleIssuer(f, nil)
 	pp := newPPIssuer(f, TokenTypeVOPRFP384, nil)
 	server := NewServer(si, pp)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -137,7 +190,7 @@ func FuzzAccept(f *testing.F) {
 var fuzzTargets = []string{
 	"FuzzParseEnvelope", "FuzzParseToken", "FuzzParseTokenChallenge", "FuzzParseTokenRequest",
 	"FuzzParseTokenResponse", "FuzzParseBatchTokenRequest", "FuzzParseBatchTokenResponse",
-	"FuzzParseKeyDirectory", "FuzzAccept",
+	"FuzzParseKeyDirectory", "FuzzAccept", "FuzzParseWWWAuthenticate", "FuzzParseAuthorization",
 }
 
 // TestFuzzSeeds checks that every fuzz target has committed seeds where go
@@ -158,20 +211,14 @@ func writeSeeds(t *testing.T) {
 	seeds := map[string][][]byte{}
 	add := func(name string, b []byte) { seeds[name] = append(seeds[name], b) }
 	for _, tt := range tokenTypes {
-		iss := newPPIssuer(t, tt, nil)
+		iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 		c := ppClient(t, iss)
-		pending, req, err := c.Request(2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := iss.Issue("seed", req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		pending, req, err := c.RequestBatch(groupChallenges(c, []byte("group"), 2))
+		require.NoError(t, err)
+		resp, err := iss.IssueBatch("seed", req)
+		require.NoError(t, err)
 		toks, err := pending.Finalize(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		prefix := byte(0)
 		if tt == TokenTypeVOPRFRistretto255 {
 			prefix = 1
@@ -189,6 +236,11 @@ func writeSeeds(t *testing.T) {
 		dir, _ := iss.Keys()
 		d, _ := dir.Bytes()
 		add("FuzzParseKeyDirectory", d)
+		ac, _ := iss.AuthChallenge([]byte("group"), 60)
+		add("FuzzParseWWWAuthenticate", []byte(`Basic realm="x", `+ac.String()))
+		add("FuzzParseWWWAuthenticate", []byte(AuthorizationHeader(toks[0])))
+		add("FuzzParseAuthorization", []byte(AuthorizationHeader(toks[0])))
+		add("FuzzParseAuthorization", []byte(`PrivateToken foo=bar, token=`+strings.TrimRight(AuthorizationHeader(toks[1])[20:], `"=`)))
 		env, _ := Seal(SchemePrivacyPass, toks[1], privateMessage([]byte("group"), 5, 1, []byte("ct")), []int{})
 		add("FuzzParseEnvelope", env)
 		add("FuzzAccept", env)
@@ -198,14 +250,10 @@ func writeSeeds(t *testing.T) {
 	add("FuzzAccept", simple)
 	for name, list := range seeds {
 		dir := filepath.Join("testdata", "fuzz", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.MkdirAll(dir, 0o755))
 		for i, b := range list {
 			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(content), 0o644))
 		}
 	}
 }

@@ -2,6 +2,7 @@ package sealedsender
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cloudflare/circl/group"
@@ -48,6 +49,20 @@ var (
 	paramsP384    = &tokenParams{oprf.SuiteP384, 49, 48, 48}
 	paramsRist255 = &tokenParams{oprf.SuiteRistretto255, 32, 32, 64}
 )
+
+// tokenSize is the size of a Token of these parameters (RFC 9577, Section
+// 2.2.1, with Nid = 32).
+func (p *tokenParams) tokenSize() int { return 2 + 32 + 32 + 32 + p.nh }
+
+// requestSize is the size of an RFC 9578 TokenRequest.
+func (p *tokenParams) requestSize() int { return 2 + 1 + p.ne }
+
+// responseSize is the size of an RFC 9578 TokenResponse.
+func (p *tokenParams) responseSize() int { return p.ne + 2*p.ns }
+
+// maxBatchRequestSize is the size of a batched-tokens draft request for n
+// tokens with the longest (4-byte) length prefix.
+func (p *tokenParams) maxBatchRequestSize(n int) int { return 2 + 1 + 4 + n*p.ne }
 
 func (t TokenType) params() (*tokenParams, error) {
 	switch t {
@@ -141,6 +156,40 @@ func ParseTokenChallenge(b []byte) (*TokenChallenge, error) {
 		return nil, malformed("token challenge", err)
 	}
 	return c, nil
+}
+
+// groupContextLabel starts the input of [GroupRedemptionContext].
+const groupContextLabel = "MicroChat sealedsender group binding v1\x00"
+
+// GroupRedemptionContext returns the 32-byte redemption_context that binds
+// a token to the MLS group groupID: SHA-256 of a fixed label, the group
+// ID's length as a big-endian uint32, and the group ID.
+func GroupRedemptionContext(groupID []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte(groupContextLabel))
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(groupID)))
+	h.Write(n[:])
+	h.Write(groupID)
+	return h.Sum(nil)
+}
+
+// ForGroup returns a copy of c whose redemption_context is
+// [GroupRedemptionContext] of groupID (RFC 9577, Section 2.1.1.2, a
+// context bound to a property of the request: its destination).
+//
+// It is how a token is bound to one group without the issuer learning the
+// group. The client puts SHA-256 of this challenge into the token input,
+// which it blinds before the issuer sees it (RFC 9578, Section 5.1), so
+// issuance reveals nothing about the group. At redemption the server
+// recomputes the challenge from the group ID of the envelope's
+// PrivateMessage and refuses a token whose challenge_digest differs, before
+// spending it: a token lifted onto an envelope for another group is
+// refused, and the genuine envelope still goes through.
+func (c *TokenChallenge) ForGroup(groupID []byte) *TokenChallenge {
+	out := *c
+	out.RedemptionContext = GroupRedemptionContext(groupID)
+	return &out
 }
 
 // digest returns SHA-256 of the encoded challenge, its challenge_digest.

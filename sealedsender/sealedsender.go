@@ -71,6 +71,22 @@ var (
 	// ErrUnsupportedVersion means an envelope's version is not
 	// [EnvelopeVersion].
 	ErrUnsupportedVersion = errors.New("sealedsender: unsupported envelope version")
+	// ErrUnexpectedKey means a key directory listed a key the client does
+	// not expect: for a period other than the previous, current or next
+	// one, without a not-before time on a period boundary, or a second key
+	// for the same period. A server that hands one client a key of its own
+	// would recognize that client's tokens, so the client refuses it.
+	ErrUnexpectedKey = errors.New("sealedsender: unexpected issuer key")
+	// ErrRateLimited means the [IssuerConfig.BeforeVerify] hook refused to
+	// spend work on verifying a token.
+	ErrRateLimited = errors.New("sealedsender: rate limited")
+	// ErrNoStore means an issuer was constructed without a spent-token or
+	// quota store. Pass a durable store (or, in tests, an explicit
+	// [NewMemoryStore]).
+	ErrNoStore = errors.New("sealedsender: no spent-token or quota store configured")
+	// ErrUnsupportedProtocol means a request used an issuance protocol the
+	// issuer does not accept (the batched-tokens draft is off by default).
+	ErrUnsupportedProtocol = errors.New("sealedsender: unsupported issuance protocol")
 )
 
 // Issuer issues batches of tokens to authenticated accounts. Both
@@ -92,10 +108,13 @@ type Issuer interface {
 type Redeemer interface {
 	// Scheme returns the scheme of the tokens redeemed.
 	Scheme() Scheme
-	// Redeem verifies token and marks it spent. It fails with
-	// [ErrDoubleSpend] if the token was already spent, also when the same
-	// token is redeemed concurrently: exactly one of the calls succeeds.
-	Redeem(token []byte) error
+	// Redeem verifies token for an envelope addressed to the MLS group
+	// groupID and marks it spent. A Privacy Pass token is bound to one
+	// group (see [TokenChallenge.ForGroup]) and is refused, and left
+	// unspent, for any other. It fails with [ErrDoubleSpend] if the token
+	// was already spent, also when the same token is redeemed
+	// concurrently: exactly one of the calls succeeds.
+	Redeem(token, groupID []byte) error
 }
 
 // IssuerConfig holds the settings shared by both issuers. The zero value
@@ -110,25 +129,57 @@ type IssuerConfig struct {
 	// Quota is the number of tokens an account may receive per period. The
 	// default is 1,000.
 	Quota int
-	// MaxBatch is the largest number of tokens in one request. The default
-	// is 100.
+	// MaxBatch is the largest number of tokens in one batched request
+	// (the simple scheme, and the batched-tokens draft). The default is
+	// 100. A request longer than any request for MaxBatch tokens is
+	// refused before it is parsed.
 	MaxBatch int
-	// Spent records spent tokens. The default is a new [MemoryStore].
+	// ClockSkew is how far the server's clock may be behind or ahead of
+	// its clients' and its other replicas'. A Privacy Pass issuer accepts
+	// requests and tokens under the key of the period that starts within
+	// ClockSkew of now, and issues under the previous period's key within
+	// ClockSkew after the change. The default is 5 minutes; it is capped
+	// at Period.
+	ClockSkew time.Duration
+	// Spent records spent tokens. It is required: a store that forgets
+	// (a restart, a second replica with its own memory) accepts a spent
+	// token again. Use a database shared by all replicas; tests may pass
+	// [NewMemoryStore] explicitly.
 	Spent SpentStore
-	// Quotas counts the tokens issued to each account. The default is a new
-	// [MemoryStore].
+	// Quotas counts the tokens issued to each account. It is required, for
+	// the same reason as Spent.
 	Quotas QuotaStore
+	// BeforeVerify, if not nil, is called for each Privacy Pass token that
+	// passed every cheap check (size, type, challenge, key ID) and is
+	// about to cost a VOPRF evaluation (about half a millisecond on P-384).
+	// Return an error to refuse it unverified and unspent: Redeem then
+	// fails with an error matching [ErrRateLimited] and the hook's error.
+	// Redemption is anonymous, so the hook can only count per group (the
+	// argument; nil for [PrivacyPassIssuer.RedeemChallenge]) or globally;
+	// limit per connection before calling [Server.Accept]. Most users won't
+	// need it.
+	BeforeVerify func(groupID []byte) error
+	// BatchedTokensDraft makes a [PrivacyPassIssuer] accept, besides the
+	// RFC 9578 TokenRequest, the amortized batch requests of
+	// draft-ietf-privacypass-batched-tokens with [PrivacyPassIssuer.IssueBatch].
+	// Off by default: standard clients do not speak it.
+	BatchedTokensDraft bool
+	// IssuerRequestURI is the issuer-request-uri of the directory a
+	// [PrivacyPassIssuer] publishes (RFC 9578, Section 4). The default is
+	// "/token-request", relative to the directory.
+	IssuerRequestURI string
 }
 
 const (
-	defaultPeriod   = 24 * time.Hour
-	defaultQuota    = 1000
-	defaultMaxBatch = 100
+	defaultPeriod    = 24 * time.Hour
+	defaultQuota     = 1000
+	defaultMaxBatch  = 100
+	defaultClockSkew = 5 * time.Minute
 )
 
 // withDefaults returns a copy of c with every zero field set to its
-// default. Stores default to one shared MemoryStore.
-func (c *IssuerConfig) withDefaults() IssuerConfig {
+// default, or [ErrNoStore] if a store is missing.
+func (c *IssuerConfig) withDefaults() (IssuerConfig, error) {
 	var out IssuerConfig
 	if c != nil {
 		out = *c
@@ -148,17 +199,19 @@ func (c *IssuerConfig) withDefaults() IssuerConfig {
 	if out.MaxBatch <= 0 {
 		out.MaxBatch = defaultMaxBatch
 	}
-	var mem *MemoryStore
+	if out.ClockSkew <= 0 {
+		out.ClockSkew = defaultClockSkew
+	}
+	if out.ClockSkew > out.Period {
+		out.ClockSkew = out.Period
+	}
+	if out.IssuerRequestURI == "" {
+		out.IssuerRequestURI = "/token-request"
+	}
 	if out.Spent == nil || out.Quotas == nil {
-		mem = NewMemoryStore()
+		return out, ErrNoStore
 	}
-	if out.Spent == nil {
-		out.Spent = mem
-	}
-	if out.Quotas == nil {
-		out.Quotas = mem
-	}
-	return out
+	return out, nil
 }
 
 // period returns the number of the period holding t: whole periods since
@@ -169,6 +222,11 @@ func (c *IssuerConfig) period(t time.Time) uint64 {
 		return 0
 	}
 	return uint64(s) / uint64(c.Period/time.Second)
+}
+
+// periodStart returns the first second of period p.
+func (c *IssuerConfig) periodStart(p uint64) int64 {
+	return int64(p * uint64(c.Period/time.Second))
 }
 
 // malformed wraps err (which may be nil) so that it matches [ErrMalformed].

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/microchat/e2ee/mls"
+	"github.com/stretchr/testify/require"
 )
 
 // clock is a settable time source for issuers.
@@ -33,52 +34,93 @@ func testChallenge(t TokenType) *TokenChallenge {
 
 var tokenTypes = []TokenType{TokenTypeVOPRFP384, TokenTypeVOPRFRistretto255}
 
+// testGroup is the group the test tokens are bound to.
+var testGroup = []byte("group-1")
+
+// withMemory returns cfg (or a new config) with explicit in-memory stores
+// where it has none, as tests may.
+func withMemory(cfg *IssuerConfig) *IssuerConfig {
+	var c IssuerConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Spent == nil || c.Quotas == nil {
+		m := NewMemoryStore()
+		if c.Spent == nil {
+			c.Spent = m
+		}
+		if c.Quotas == nil {
+			c.Quotas = m
+		}
+	}
+	return &c
+}
+
 func newPPIssuer(t testing.TB, tt TokenType, cfg *IssuerConfig) *PrivacyPassIssuer {
 	t.Helper()
-	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), withMemory(cfg))
+	require.NoError(t, err)
 	return iss
 }
 
+func newSimpleIssuer(t testing.TB, cfg *IssuerConfig) *SimpleIssuer {
+	t.Helper()
+	c := withMemory(cfg)
+	si, err := NewSimpleIssuer(NewMemoryStore(), c)
+	require.NoError(t, err)
+	return si
+}
+
 // ppClient builds a client from the issuer's published directory, as an
-// application would.
+// application would, with the issuer's clock and period.
 func ppClient(t testing.TB, iss *PrivacyPassIssuer) *PrivacyPassClient {
 	t.Helper()
 	dir, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	enc, err := dir.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	dir, err = ParseKeyDirectory(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewPrivacyPassClient(&dir.Keys[0], iss.Challenge())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	c, err := NewPrivacyPassClient(dir, iss.Challenge(), &ClientConfig{Now: iss.cfg.Now, Period: iss.cfg.Period})
+	require.NoError(t, err)
 	return c
 }
 
+// fetchPP fetches n tokens bound to testGroup with RFC 9578 requests.
 func fetchPP(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
 	t.Helper()
-	pending, req, err := c.Request(n)
-	if err != nil {
-		t.Fatal(err)
+	var toks [][]byte
+	for range n {
+		pending, req, err := c.Request(c.Challenge().ForGroup(testGroup))
+		require.NoError(t, err)
+		resp, err := iss.Issue(account, req)
+		require.NoError(t, err)
+		tok, err := pending.Finalize(resp)
+		require.NoError(t, err)
+		toks = append(toks, tok)
 	}
-	resp, err := iss.Issue(account, req)
-	if err != nil {
-		t.Fatal(err)
+	return toks
+}
+
+// groupChallenges returns n copies of c's base challenge bound to group.
+func groupChallenges(c *PrivacyPassClient, group []byte, n int) []*TokenChallenge {
+	out := make([]*TokenChallenge, n)
+	for i := range out {
+		out[i] = c.Challenge().ForGroup(group)
 	}
+	return out
+}
+
+// fetchPPBatch fetches n tokens bound to testGroup in one batched-tokens
+// draft request.
+func fetchPPBatch(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
+	t.Helper()
+	pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, n))
+	require.NoError(t, err)
+	resp, err := iss.IssueBatch(account, req)
+	require.NoError(t, err)
 	toks, err := pending.Finalize(resp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(toks) != n {
 		t.Fatalf("got %d tokens, want %d", len(toks), n)
 	}
@@ -88,17 +130,11 @@ func fetchPP(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account
 func fetchSimple(t testing.TB, iss *SimpleIssuer, account string, n int) [][]byte {
 	t.Helper()
 	req, err := NewSimpleRequest(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp, err := iss.Issue(account, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	toks, err := ParseSimpleResponse(resp, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return toks
 }
 
@@ -109,6 +145,8 @@ type scheme struct {
 	clk    *clock
 	fetch  func(t testing.TB, account string, n int) [][]byte
 	issuer Issuer
+	// request returns a fresh request for one token.
+	request func(t testing.TB) []byte
 }
 
 func allSchemes(t testing.TB) []scheme { return allSchemesQuota(t, 0) }
@@ -116,16 +154,39 @@ func allSchemes(t testing.TB) []scheme { return allSchemesQuota(t, 0) }
 func allSchemesQuota(t testing.TB, quota int) []scheme {
 	var out []scheme
 	clk := newClock()
-	si := NewSimpleIssuer(nil, &IssuerConfig{Now: clk.now, Quota: quota})
-	out = append(out, scheme{"simple", si, clk, func(t testing.TB, a string, n int) [][]byte { return fetchSimple(t, si, a, n) }, si})
+	si := newSimpleIssuer(t, &IssuerConfig{Now: clk.now, Quota: quota})
+	out = append(out, scheme{"simple", si, clk, func(t testing.TB, a string, n int) [][]byte { return fetchSimple(t, si, a, n) }, si,
+		func(t testing.TB) []byte { r, _ := NewSimpleRequest(1); return r }})
 	for _, tt := range tokenTypes {
 		clk := newClock()
 		iss := newPPIssuer(t, tt, &IssuerConfig{Now: clk.now, Quota: quota})
 		out = append(out, scheme{fmt.Sprintf("privacypass-%04x", uint16(tt)), iss, clk, func(t testing.TB, a string, n int) [][]byte {
 			return fetchPP(t, iss, ppClient(t, iss), a, n)
-		}, iss})
+		}, iss, func(t testing.TB) []byte {
+			c := ppClient(t, iss)
+			_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
+			require.NoError(t, err)
+			return req
+		}})
 	}
+	clk = newClock()
+	batched := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{Now: clk.now, Quota: quota, BatchedTokensDraft: true})
+	out = append(out, scheme{"privacypass-0005-batched", batched, clk, func(t testing.TB, a string, n int) [][]byte {
+		return fetchPPBatch(t, batched, ppClient(t, batched), a, n)
+	}, batchIssuer{batched}, func(t testing.TB) []byte {
+		c := ppClient(t, batched)
+		_, req, err := c.RequestBatch(groupChallenges(c, testGroup, 1))
+		require.NoError(t, err)
+		return req
+	}})
 	return out
+}
+
+// batchIssuer is the [Issuer] of a batched-tokens draft issuer.
+type batchIssuer struct{ *PrivacyPassIssuer }
+
+func (b batchIssuer) Issue(account string, req []byte) ([]byte, error) {
+	return b.IssueBatch(account, req)
 }
 
 func TestRedeemOnce(t *testing.T) {
@@ -133,10 +194,8 @@ func TestRedeemOnce(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 32)
 			for i, tok := range toks {
-				if err := s.r.Redeem(tok); err != nil {
-					t.Fatalf("token %d: %v", i, err)
-				}
-				if err := s.r.Redeem(tok); !errors.Is(err, ErrDoubleSpend) {
+				require.NoError(t, s.r.Redeem(tok, testGroup), "token %d", i)
+				if err := s.r.Redeem(tok, testGroup); !errors.Is(err, ErrDoubleSpend) {
 					t.Fatalf("token %d again: %v, want ErrDoubleSpend", i, err)
 				}
 			}
@@ -158,7 +217,7 @@ func TestConcurrentRedeem(t *testing.T) {
 					<-start
 					for k := range tokens {
 						i := (k + g) % tokens // different goroutines start on different tokens
-						err := s.r.Redeem(toks[i])
+						err := s.r.Redeem(toks[i], testGroup)
 						switch {
 						case err == nil:
 							accepted[i].Add(1)
@@ -170,9 +229,7 @@ func TestConcurrentRedeem(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			if err := otherErr.Load(); err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
+			require.Nil(t, otherErr.Load(), "unexpected error")
 			for i := range accepted {
 				if n := accepted[i].Load(); n != 1 {
 					t.Errorf("token %d accepted %d times", i, n)
@@ -187,11 +244,9 @@ func TestRetiredKey(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 3)
 			s.clk.advance(24 * time.Hour) // next period: still accepted
-			if err := s.r.Redeem(toks[0]); err != nil {
-				t.Fatalf("previous period's token: %v", err)
-			}
+			require.NoError(t, s.r.Redeem(toks[0], testGroup), "previous period's token")
 			s.clk.advance(24 * time.Hour) // two periods on: refused
-			err := s.r.Redeem(toks[1])
+			err := s.r.Redeem(toks[1], testGroup)
 			if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrExpired) {
 				t.Fatalf("retired token: %v, want ErrUnknownKey or ErrExpired", err)
 			}
@@ -204,11 +259,9 @@ func TestRetiredKey(t *testing.T) {
 		clk := newClock()
 		iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
 		c := ppClient(t, iss)
-		clk.advance(24 * time.Hour)
-		_, req, err := c.Request(1)
-		if err != nil {
-			t.Fatal(err)
-		}
+		clk.advance(24*time.Hour + time.Hour) // past the clock skew
+		_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
+		require.NoError(t, err)
 		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("issuing under the previous key: %v, want ErrUnknownKey", err)
 		}
@@ -219,46 +272,29 @@ func TestKeyRotation(t *testing.T) {
 	clk := newClock()
 	iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
 	d1, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// A second issuer with the same master secret derives the same keys.
 	d2, err := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now}).Keys()
-	if err != nil {
-		t.Fatal(err)
+	require.NoError(t, err)
+	b1, _ := d1.Bytes()
+	b2, _ := d2.Bytes()
+	require.Equal(t, b1, b2)
+	// Next, current and previous period, in that order, on period starts.
+	require.Len(t, d1.Keys, 3)
+	day := int64(24 * 3600)
+	cur := clk.now().Unix() / day * day
+	for i, want := range []int64{cur + day, cur, cur - day} {
+		require.Equal(t, want, d1.Keys[i].NotBefore)
 	}
-	if err := d1.Check(d2); err != nil {
-		t.Fatal(err)
-	}
-	if len(d1.Keys) != 2 || d1.Keys[0].Period != d1.Keys[1].Period+1 {
-		t.Fatalf("directory = %+v, want the current and the previous period", d1.Keys)
-	}
-	if bytes.Equal(d1.Keys[0].PublicKey, d1.Keys[1].PublicKey) {
-		t.Fatal("two periods share a key")
-	}
+	require.NotEqual(t, d1.Keys[0].PublicKey, d1.Keys[1].PublicKey)
+	// Truncated key IDs of consecutive periods differ (RFC 9578, §5.5).
+	require.NotEqual(t, d1.Keys[0].ID()[31], d1.Keys[1].ID()[31])
+	require.NotEqual(t, d1.Keys[1].ID()[31], d1.Keys[2].ID()[31])
 	clk.advance(24 * time.Hour)
 	d3, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d3.Keys[1].ID() != d1.Keys[0].ID() {
-		t.Fatal("the previous period's key is not the former current key")
-	}
-	if err := d1.Check(d3); err != nil {
-		t.Fatalf("rotated directories disagree on a shared period: %v", err)
-	}
-	// An issuer that shows one client its own key is caught.
-	other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{7}, 32), testChallenge(TokenTypeVOPRFP384), &IssuerConfig{Now: clk.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d4, err := other.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d3.Check(d4); !errors.Is(err, ErrKeyMismatch) {
-		t.Fatalf("Check of different keys: %v, want ErrKeyMismatch", err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, d1.Keys[0].ID(), d3.Keys[1].ID(), "the current key is the former next key")
+	require.Equal(t, d1.Keys[1].ID(), d3.Keys[2].ID(), "the previous key is the former current key")
 }
 
 func TestQuota(t *testing.T) {
@@ -267,13 +303,7 @@ func TestQuota(t *testing.T) {
 			for range 3 {
 				s.fetch(t, "alice", 10)
 			}
-			var req []byte
-			if s.r.Scheme() == SchemeSimple {
-				req, _ = NewSimpleRequest(1)
-			} else {
-				iss := s.issuer.(*PrivacyPassIssuer)
-				_, req, _ = ppClient(t, iss).Request(1)
-			}
+			req := s.request(t)
 			if _, err := s.issuer.Issue("alice", req); !errors.Is(err, ErrQuotaExceeded) {
 				t.Fatalf("over quota: %v, want ErrQuotaExceeded", err)
 			}
@@ -281,23 +311,22 @@ func TestQuota(t *testing.T) {
 				t.Fatalf("another account: %v", err)
 			}
 			s.clk.advance(24 * time.Hour)
-			if s.r.Scheme() == SchemePrivacyPass {
-				_, req, _ = ppClient(t, s.issuer.(*PrivacyPassIssuer)).Request(1)
-			}
+			req = s.request(t)
 			if _, err := s.issuer.Issue("alice", req); err != nil {
 				t.Fatalf("next period: %v", err)
 			}
 		})
 	}
 	t.Run("batch-size", func(t *testing.T) {
-		si := NewSimpleIssuer(nil, &IssuerConfig{MaxBatch: 8})
+		si := newSimpleIssuer(t, &IssuerConfig{MaxBatch: 8})
 		req, _ := NewSimpleRequest(9)
 		if _, err := si.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
 			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
 		}
-		iss := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{MaxBatch: 8})
-		_, req, _ = ppClient(t, iss).Request(9)
-		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrBatchSize) {
+		iss := newPPIssuer(t, TokenTypeVOPRFRistretto255, &IssuerConfig{MaxBatch: 8, BatchedTokensDraft: true})
+		c := ppClient(t, iss)
+		_, req, _ = c.RequestBatch(groupChallenges(c, testGroup, 9))
+		if _, err := iss.IssueBatch("alice", req); !errors.Is(err, ErrBatchSize) {
 			t.Fatalf("batch of 9 over 8: %v, want ErrBatchSize", err)
 		}
 	})
@@ -307,7 +336,7 @@ func TestQuota(t *testing.T) {
 var knownErrors = []error{
 	ErrMalformed, ErrUnsupportedScheme, ErrUnsupportedTokenType, ErrInvalidToken, ErrDoubleSpend,
 	ErrUnknownKey, ErrExpired, ErrInvalidProof, ErrQuotaExceeded, ErrBatchSize, ErrKeyMismatch,
-	ErrNotPrivateMessage, ErrUnsupportedVersion,
+	ErrNotPrivateMessage, ErrUnsupportedVersion, ErrUnexpectedKey, ErrRateLimited, ErrUnsupportedProtocol,
 }
 
 func isKnown(err error) bool {
@@ -339,35 +368,31 @@ func TestTamperedToken(t *testing.T) {
 			for _, f := range fields {
 				bad := bytes.Clone(tok)
 				bad[f.off] ^= 0x01
-				if err := iss.Redeem(bad); !errors.Is(err, f.want) {
+				if err := iss.Redeem(bad, testGroup); !errors.Is(err, f.want) {
 					t.Errorf("%s flipped: %v, want %v", f.name, err, f.want)
 				}
 			}
 			for _, bad := range [][]byte{tok[:len(tok)-1], append(bytes.Clone(tok), 0), nil} {
-				if err := iss.Redeem(bad); !errors.Is(err, ErrMalformed) {
+				if err := iss.Redeem(bad, testGroup); !errors.Is(err, ErrMalformed) {
 					t.Errorf("token of %d bytes: %v, want ErrMalformed", len(bad), err)
 				}
 			}
 			// None of that spent the real token.
-			if err := iss.Redeem(tok); err != nil {
-				t.Fatalf("genuine token after tampering: %v", err)
-			}
+			require.NoError(t, iss.Redeem(tok, testGroup), "genuine token after tampering")
 		})
 	}
 	t.Run("simple", func(t *testing.T) {
-		si := NewSimpleIssuer(nil, nil)
+		si := newSimpleIssuer(t, nil)
 		tok := fetchSimple(t, si, "alice", 1)[0]
 		bad := bytes.Clone(tok)
 		bad[5] ^= 0x80
-		if err := si.Redeem(bad); !errors.Is(err, ErrInvalidToken) {
+		if err := si.Redeem(bad, nil); !errors.Is(err, ErrInvalidToken) {
 			t.Errorf("flipped: %v, want ErrInvalidToken", err)
 		}
-		if err := si.Redeem(tok[:31]); !errors.Is(err, ErrMalformed) {
+		if err := si.Redeem(tok[:31], nil); !errors.Is(err, ErrMalformed) {
 			t.Errorf("short: %v, want ErrMalformed", err)
 		}
-		if err := si.Redeem(tok); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, si.Redeem(tok, nil))
 	})
 }
 
@@ -375,16 +400,12 @@ func TestTamperedProof(t *testing.T) {
 	for _, tt := range tokenTypes {
 		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
 			p, _ := tt.params()
-			iss := newPPIssuer(t, tt, nil)
+			iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 			c := ppClient(t, iss)
-			pending, req, err := c.Request(4)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := iss.Issue("alice", req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 4))
+			require.NoError(t, err)
+			resp, err := iss.IssueBatch("alice", req)
+			require.NoError(t, err)
 			proofStart := len(resp) - 2*p.ns
 			// Flipping the low bit of a scalar keeps it in range, so the
 			// proof parses and must fail to verify.
@@ -399,19 +420,15 @@ func TestTamperedProof(t *testing.T) {
 				}
 			}
 			// An evaluation by another key, with a valid proof for that key.
-			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), withMemory(&IssuerConfig{BatchedTokensDraft: true}))
+			require.NoError(t, err)
 			breq, _ := ParseBatchTokenRequest(req)
 			now := other.cfg.period(other.cfg.Now())
-			k, _ := other.key(now, now)
+			k, _ := other.key(now, 0)
 			breq.TruncatedTokenKeyID = k.id[31]
 			req2, _ := breq.Bytes()
-			resp2, err := other.Issue("alice", req2)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp2, err := other.IssueBatch("alice", req2)
+			require.NoError(t, err)
 			if _, err := pending.Finalize(resp2); !errors.Is(err, ErrInvalidProof) {
 				t.Errorf("response under another key: %v, want ErrInvalidProof", err)
 			}
@@ -467,13 +484,9 @@ func TestEnvelope(t *testing.T) {
 			for ct := uint8(1); ct <= 3; ct++ { // application, proposal, commit
 				msg := privateMessage(group, 7, ct, []byte("ciphertext"))
 				env, err := Seal(s.r.Scheme(), toks[ct], msg, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				d, err := server.Accept(env)
-				if err != nil {
-					t.Fatalf("content type %d: %v", ct, err)
-				}
+				require.NoError(t, err, "content type %d", ct)
 				if !bytes.Equal(d.GroupID, group) || d.Epoch != 7 || !bytes.Equal(d.Message, msg) {
 					t.Fatalf("delivery = %+v", d)
 				}
@@ -486,14 +499,12 @@ func TestEnvelope(t *testing.T) {
 }
 
 func TestEnvelopeRefused(t *testing.T) {
-	si := NewSimpleIssuer(nil, nil)
+	si := newSimpleIssuer(t, nil)
 	server := NewServer(si)
 	toks := fetchSimple(t, si, "alice", 1)
 	msg := privateMessage([]byte("g"), 1, 1, []byte("x"))
 	good, err := Seal(SchemeSimple, toks[0], msg, []int{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	publicMessage := bytes.Clone(msg)
 	publicMessage[3] = 1 // wire format mls_public_message
 	if _, err := Seal(SchemeSimple, toks[0], publicMessage, nil); !errors.Is(err, ErrNotPrivateMessage) {
@@ -501,9 +512,7 @@ func TestEnvelopeRefused(t *testing.T) {
 	}
 	seal := func(e Envelope) []byte {
 		b, err := e.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return b
 	}
 	base := Envelope{Version: EnvelopeVersion, Scheme: SchemeSimple, Token: toks[0], Message: msg}
@@ -542,16 +551,10 @@ func TestEnvelopePadding(t *testing.T) {
 	for n := 0; n < 70000; n += 1 + n/7 {
 		msg := privateMessage([]byte("group"), 1, 1, make([]byte, n))
 		env, err := Seal(SchemePrivacyPass, tok, msg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		e, err := ParseEnvelope(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(e.Message, msg) {
-			t.Fatal("message changed")
-		}
+		require.NoError(t, err)
+		require.Equal(t, msg, e.Message, "message changed")
 		ok := len(env)%DefaultBuckets[len(DefaultBuckets)-1] == 0
 		for _, b := range DefaultBuckets {
 			ok = ok || len(env) == b
@@ -569,9 +572,7 @@ func TestEnvelopePadding(t *testing.T) {
 	for n := 0; n < 600; n++ {
 		msg := privateMessage(nil, 0, 1, make([]byte, n))
 		env, err := Seal(SchemeSimple, make([]byte, 32), msg, []int{256, 512, 1024})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if l := len(env); l != 256 && l != 512 && l != 1024 {
 			t.Fatalf("n=%d: envelope of %d bytes", n, l)
 		}
@@ -610,9 +611,7 @@ func TestEnvelopeHasNoSender(t *testing.T) {
 	tok := bytes.Repeat([]byte{1}, 32)
 	a, _ := Seal(SchemeSimple, tok, msg, nil)
 	b, _ := Seal(SchemeSimple, tok, msg, nil)
-	if !bytes.Equal(a, b) {
-		t.Fatal("Seal is not a function of the token and the message")
-	}
+	require.Equal(t, b, a, "Seal is not a function of the token and the message")
 }
 
 // TestPrivacyPassUnlinkable checks what the issuer sees at issuance has
@@ -621,23 +620,17 @@ func TestEnvelopeHasNoSender(t *testing.T) {
 func TestPrivacyPassUnlinkable(t *testing.T) {
 	for _, tt := range tokenTypes {
 		t.Run(fmt.Sprintf("privacypass-%04x", uint16(tt)), func(t *testing.T) {
-			iss := newPPIssuer(t, tt, nil)
+			iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 			c := ppClient(t, iss)
 			var transcript [][]byte // everything the issuer saw at issuance
 			var tokens [][]byte
 			for _, account := range []string{"alice", "bob"} {
-				pending, req, err := c.Request(8)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp, err := iss.Issue(account, req)
-				if err != nil {
-					t.Fatal(err)
-				}
+				pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 8))
+				require.NoError(t, err)
+				resp, err := iss.IssueBatch(account, req)
+				require.NoError(t, err)
 				toks, err := pending.Finalize(resp)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				transcript = append(transcript, req, resp)
 				tokens = append(tokens, toks...)
 			}
@@ -657,9 +650,10 @@ func TestPrivacyPassUnlinkable(t *testing.T) {
 			}
 			// The same token input blinded twice gives unrelated requests.
 			nonce := [][32]byte{{1}}
-			_, r1, _ := c.request(nonce, nil)
-			_, r2, _ := c.request(nonce, nil)
-			if bytes.Equal(r1, r2) {
+			ch := groupChallenges(c, testGroup, 1)
+			_, r1, _ := c.request(ch, nonce, nil)
+			_, r2, _ := c.request(ch, nonce, nil)
+			if bytes.Equal(r1[0], r2[0]) {
 				t.Fatal("blinding is deterministic")
 			}
 		})
@@ -669,11 +663,9 @@ func TestPrivacyPassUnlinkable(t *testing.T) {
 func TestWireRoundTrip(t *testing.T) {
 	iss := newPPIssuer(t, TokenTypeVOPRFP384, nil)
 	c := ppClient(t, iss)
-	_, req, _ := c.Request(3)
+	_, req, _ := c.RequestBatch(groupChallenges(c, testGroup, 3))
 	r, err := ParseBatchTokenRequest(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if b, _ := r.Bytes(); !bytes.Equal(b, req) || len(r.BlindedMsgs) != 3 {
 		t.Fatal("batch request round trip")
 	}
@@ -692,9 +684,7 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	ch.RedemptionContext = make([]byte, 32)
 	enc, err := ch.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ch2, err := ParseTokenChallenge(enc)
 	if err != nil || !reflect.DeepEqual(ch, ch2) {
 		t.Fatalf("challenge round trip: %v %+v", err, ch2)
@@ -710,70 +700,44 @@ func TestSealedGroupMessage(t *testing.T) {
 	cfg := &mls.Config{Handshake: mls.HandshakePrivate}
 	newID := func(name string) (mls.Credential, *mls.SignaturePrivateKey) {
 		sig, err := cs.GenerateSignatureKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig
 	}
 	aliceCred, aliceSig := newID("alice")
 	bobCred, bobSig := newID("bob")
 	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.MergePendingCommit(pc))
 	bob, err := mls.Join(pc.Welcome, bobKP, nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
-	issuer := NewSimpleIssuer(nil, nil)
+	issuer := newSimpleIssuer(t, nil)
 	server := NewServer(issuer)
 	toks := fetchSimple(t, issuer, "alice", 2)
 
 	// An application message and a commit (a PrivateMessage under the
 	// HandshakePrivate policy) both travel sealed.
 	app, err := alice.EncryptApplication([]byte("sealed hello"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	upd, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i, m := range []*mls.MLSMessage{app, upd.Commit} {
 		env, err := SealMessage(SchemeSimple, toks[i], m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if bytes.Contains(env, aliceSig.PublicKey()) || bytes.Contains(env, []byte("alice")) {
 			t.Fatal("envelope carries the sender's identity or key")
 		}
 		d, err := server.Accept(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(d.GroupID, bob.GroupID()) {
-			t.Fatal("routed to the wrong group")
-		}
+		require.NoError(t, err)
+		require.Equal(t, bob.GroupID(), d.GroupID, "routed to the wrong group")
 		msg, err := mls.ParseMessage(d.Message)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		res, err := bob.Process(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if res.Sender.Index != uint32(alice.OwnLeafIndex()) {
 			t.Fatalf("bob sees sender %d", res.Sender.Index)
 		}
@@ -781,20 +745,14 @@ func TestSealedGroupMessage(t *testing.T) {
 			t.Fatal("wrong plaintext")
 		}
 		if i == 1 {
-			if err := bob.Merge(res.Commit); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, bob.Merge(res.Commit))
 		}
 	}
 	// A PublicMessage (the default handshake policy) cannot be sealed.
 	alice2, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	prop, err := alice2.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, err := SealMessage(SchemeSimple, toks[0], prop, nil); !errors.Is(err, ErrNotPrivateMessage) {
 		t.Fatalf("sealing a PublicMessage: %v", err)
 	}

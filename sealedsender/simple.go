@@ -27,18 +27,18 @@ type SimpleIssuer struct {
 }
 
 // NewSimpleIssuer returns an issuer of simple tokens that records issued
-// tokens in issued (a new [MemoryStore] if nil, shared with cfg's defaults).
-// A token is accepted during the period it was issued in and the next one.
-func NewSimpleIssuer(issued IssuedStore, cfg *IssuerConfig) *SimpleIssuer {
-	c := cfg.withDefaults()
-	if issued == nil {
-		if m, ok := c.Spent.(*MemoryStore); ok {
-			issued = m
-		} else {
-			issued = NewMemoryStore()
-		}
+// tokens in issued. A token is accepted during the period it was issued in
+// and the next one. Every store (issued, cfg.Spent, cfg.Quotas) is
+// required, else it fails with [ErrNoStore].
+func NewSimpleIssuer(issued IssuedStore, cfg *IssuerConfig) (*SimpleIssuer, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	return &SimpleIssuer{cfg: c, issued: issued}
+	if issued == nil {
+		return nil, ErrNoStore
+	}
+	return &SimpleIssuer{cfg: c, issued: issued}, nil
 }
 
 // Scheme returns [SchemeSimple].
@@ -111,7 +111,11 @@ func ParseSimpleResponse(response []byte, n int) ([][]byte, error) {
 // Redeem implements [Redeemer]. The token must have been issued by this
 // issuer (its digest is in the issued store) during the current or the
 // previous period, and not spent before.
-func (s *SimpleIssuer) Redeem(token []byte) error {
+//
+// A simple token is not bound to a group: groupID is ignored, so whoever
+// sees an envelope before the server does (a relay) could move its token
+// to another envelope. Privacy Pass tokens are bound.
+func (s *SimpleIssuer) Redeem(token, groupID []byte) error {
 	if len(token) != SimpleTokenSize {
 		return malformed("simple token", nil)
 	}

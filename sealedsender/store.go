@@ -40,9 +40,13 @@ type QuotaStore interface {
 }
 
 // MemoryStore is an in-memory [SpentStore], [IssuedStore] and
-// [QuotaStore]. It is safe for concurrent use. Its contents are lost when
-// the process ends, so a restarted server would accept spent tokens again
-// if their keys are still current: use a persistent store in production.
+// [QuotaStore], for tests and single-process demonstrations. It is safe
+// for concurrent use. Its contents are lost when the process ends and are
+// not shared with other processes, so a restarted server, or a second
+// replica, would accept spent tokens again and reset quotas: in
+// production use a store on a database every replica shares (examples/store
+// has one on SQLite and PostgreSQL). No constructor in this package falls
+// back to it: passing it is always an explicit choice.
 type MemoryStore struct {
 	mu     sync.Mutex
 	spent  map[[32]byte]uint64
@@ -55,7 +59,8 @@ type quotaKey struct {
 	period  uint64
 }
 
-// NewMemoryStore returns an empty [MemoryStore].
+// NewMemoryStore returns an empty [MemoryStore]. It is meant for tests;
+// see [MemoryStore] for why production servers need a durable store.
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{
 		spent:  make(map[[32]byte]uint64),

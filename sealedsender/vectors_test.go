@@ -2,8 +2,8 @@ package sealedsender
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"os"
 	"strconv"
 	"testing"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudflare/circl/oprf"
 	"github.com/microchat/e2ee/internal/vectortest"
+	"github.com/stretchr/testify/require"
 )
 
 // privacyPassVector is one case of RFC 9578, Appendix A.1 (token type
@@ -32,13 +33,9 @@ func loadPrivacyPassVectors(t testing.TB) []privacyPassVector {
 	t.Helper()
 	p := vectortest.SharedPath(t, "PRIVACYPASS_TEST_VECTORS", "privacypass-vectors", "priv_verif_rfc9578.go.json")
 	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var vs []privacyPassVector
-	if err := json.Unmarshal(data, &vs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(data, &vs))
 	if len(vs) == 0 {
 		t.Fatal("no privacy pass vectors")
 	}
@@ -56,114 +53,115 @@ func TestPrivacyPassVectors(t *testing.T) {
 	})
 }
 
+// testPrivacyPassVector checks both directions of interoperability with
+// RFC 9578 token type 0x0001, byte for byte:
+//
+//   - this package's client against a standard issuer: with the vector's
+//     key, challenge, nonce and blind, [PrivacyPassClient.Request] writes
+//     the vector's TokenRequest, and finalizing the vector's TokenResponse
+//     (whose proof it verifies) yields the vector's Token;
+//   - a standard client against this package's issuer: given the vector's
+//     TokenRequest, [PrivacyPassIssuer.Issue] answers with the vector's
+//     evaluated element and a proof the vector's client accepts, which
+//     finalizes to the vector's Token; the issuer then redeems that Token
+//     once. (The vectors leave out the DLEQ proof's randomness, so only
+//     the evaluated element of a fresh TokenResponse can match.)
 func testPrivacyPassVector(t *testing.T, v *privacyPassVector) {
 	sk := new(oprf.PrivateKey)
-	if err := sk.UnmarshalBinary(oprf.SuiteP384, v.SkS); err != nil {
-		t.Fatal(err)
-	}
-	key := newPeriodKey(TokenTypeVOPRFP384, 0, sk)
-	if !bytes.Equal(key.pub.PublicKey, v.PkS) {
-		t.Fatalf("public key = %x, want %x", key.pub.PublicKey, v.PkS)
-	}
+	require.NoError(t, sk.UnmarshalBinary(oprf.SuiteP384, v.SkS))
+	key := newPeriodKey(TokenTypeVOPRFP384, 0, 0, sk)
+	require.Equal(t, []byte(v.PkS), key.pub.PublicKey)
 	challenge, err := ParseTokenChallenge(v.TokenChallenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if enc, _ := challenge.Bytes(); !bytes.Equal(enc, v.TokenChallenge) {
-		t.Fatalf("challenge re-encodes as %x", enc)
-	}
-	client, err := NewPrivacyPassClient(&key.pub, challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blind := oprf.SuiteP384.Group().NewScalar()
-	if err := blind.UnmarshalBinary(v.Blind); err != nil {
-		t.Fatal(err)
-	}
-	var nonce [32]byte
-	if copy(nonce[:], v.Nonce) != 32 || len(v.Nonce) != 32 {
-		t.Fatal("nonce is not 32 bytes")
-	}
-	pending, batchReq, err := client.request([][32]byte{nonce}, []oprf.Blind{blind})
-	if err != nil {
-		t.Fatal(err)
-	}
-	breq, err := ParseBatchTokenRequest(batchReq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &TokenRequest{breq.TokenType, breq.TruncatedTokenKeyID, breq.BlindedMsgs[0]}
+	require.NoError(t, err)
+	enc, err := challenge.Bytes()
+	require.NoError(t, err)
+	require.Equal(t, []byte(v.TokenChallenge), enc)
 
-	t.Run("token_request", func(t *testing.T) {
-		if got := req.Bytes(); !bytes.Equal(got, v.TokenRequest) {
-			t.Errorf("token_request = %x, want %x", got, v.TokenRequest)
+	// The issuer directory carries the key: encode and parse it.
+	dir := &KeyDirectory{IssuerRequestURI: "https://issuer.example/request", Keys: []IssuerKey{{TokenType: TokenTypeVOPRFP384, PublicKey: v.PkS}}}
+	dirJSON, err := dir.Bytes()
+	require.NoError(t, err)
+	dir, err = ParseKeyDirectory(dirJSON)
+	require.NoError(t, err)
+	client, err := NewPrivacyPassClientForKey(&dir.Keys[0], challenge)
+	require.NoError(t, err)
+	blind := oprf.SuiteP384.Group().NewScalar()
+	require.NoError(t, blind.UnmarshalBinary(v.Blind))
+	require.Len(t, []byte(v.Nonce), 32)
+	nonce := [32]byte(v.Nonce)
+	newPending := func() (*PendingToken, []byte) {
+		p, blinded, err := client.request([]*TokenChallenge{challenge}, [][32]byte{nonce}, []oprf.Blind{blind})
+		require.NoError(t, err)
+		req := &TokenRequest{TokenType: TokenTypeVOPRFP384, TruncatedTokenKeyID: client.keyID[31], BlindedMsg: blinded[0]}
+		return &PendingToken{*p}, req.Bytes()
+	}
+
+	t.Run("wire", func(t *testing.T) {
+		for name, c := range map[string]struct {
+			b     []byte
+			parse func([]byte) ([]byte, error)
+		}{
+			"token_request": {v.TokenRequest, func(b []byte) ([]byte, error) {
+				r, err := ParseTokenRequest(b)
+				if err != nil {
+					return nil, err
+				}
+				return r.Bytes(), nil
+			}},
+			"token_response": {v.TokenResponse, func(b []byte) ([]byte, error) {
+				r, err := ParseTokenResponse(TokenTypeVOPRFP384, b)
+				if err != nil {
+					return nil, err
+				}
+				return r.Bytes(), nil
+			}},
+			"token": {v.Token, func(b []byte) ([]byte, error) {
+				r, err := ParseToken(b)
+				if err != nil {
+					return nil, err
+				}
+				return r.Bytes(), nil
+			}},
+		} {
+			got, err := c.parse(c.b)
+			require.NoError(t, err, name)
+			require.Equal(t, c.b, got, name)
 		}
-		parsed, err := ParseTokenRequest(v.TokenRequest)
-		if err != nil || !bytes.Equal(parsed.Bytes(), v.TokenRequest) {
-			t.Errorf("ParseTokenRequest: %v", err)
-		}
+		tok, _ := ParseToken(v.Token)
+		require.Equal(t, sha256.Sum256(v.TokenChallenge), tok.ChallengeDigest)
+		require.Equal(t, sha256.Sum256(v.PkS), tok.TokenKeyID, "token_key_id = SHA-256(SerializeElement(pkI))")
+		require.Equal(t, tok.TokenKeyID[31], v.TokenRequest[2], "truncated_token_key_id = last byte")
 	})
-	t.Run("token_response", func(t *testing.T) {
-		// The DLEQ proof randomness is not in the vectors, so only the
-		// evaluated element can match.
-		resp, err := evaluate(key, &oprf.EvaluationRequest{Elements: []oprf.Blinded{mustElement(t, paramsP384, req.BlindedMsg)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		single := &TokenResponse{resp.EvaluatedMsgs[0], resp.EvaluatedProof}
-		got := single.Bytes()
-		if len(got) != len(v.TokenResponse) || !bytes.Equal(got[:49], v.TokenResponse[:49]) {
-			t.Errorf("token_response = %x, want %x...", got, v.TokenResponse[:49])
-		}
-		parsed, err := ParseTokenResponse(TokenTypeVOPRFP384, v.TokenResponse)
-		if err != nil || !bytes.Equal(parsed.Bytes(), v.TokenResponse) {
-			t.Errorf("ParseTokenResponse: %v", err)
-		}
+	t.Run("client-to-standard-issuer", func(t *testing.T) {
+		pending, req := newPending()
+		require.Equal(t, []byte(v.TokenRequest), req)
+		tok, err := pending.Finalize(v.TokenResponse) // checks the vector's proof
+		require.NoError(t, err)
+		require.Equal(t, []byte(v.Token), tok)
 	})
-	t.Run("token", func(t *testing.T) {
-		// Finalizing with the vector's response checks its proof too.
-		resp, err := ParseTokenResponse(TokenTypeVOPRFP384, v.TokenResponse)
-		if err != nil {
-			t.Fatal(err)
-		}
-		auths, err := pending.finalize([][]byte{resp.EvaluateMsg}, resp.EvaluateProof)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok := Token{TokenTypeVOPRFP384, nonce, client.digest, client.keyID, auths[0]}
-		if got := tok.Bytes(); !bytes.Equal(got, v.Token) {
-			t.Errorf("token = %x, want %x", got, v.Token)
-		}
-		parsed, err := ParseToken(v.Token)
-		if err != nil || !bytes.Equal(parsed.Bytes(), v.Token) {
-			t.Errorf("ParseToken: %v", err)
-		}
-	})
-	t.Run("verification", func(t *testing.T) {
-		iss, err := NewPrivacyPassIssuer(make([]byte, 32), challenge, &IssuerConfig{Now: func() time.Time { return time.Unix(0, 0) }})
-		if err != nil {
-			t.Fatal(err)
-		}
+	t.Run("standard-client-to-issuer", func(t *testing.T) {
+		iss, err := NewPrivacyPassIssuer(make([]byte, 32), testChallenge(TokenTypeVOPRFP384),
+			withMemory(&IssuerConfig{Now: func() time.Time { return time.Unix(0, 0) }}))
+		require.NoError(t, err)
 		iss.keys[0] = key // the vector's key as period 0's key
+		resp, err := iss.Issue("standard-client", v.TokenRequest)
+		require.NoError(t, err)
+		require.Len(t, resp, len(v.TokenResponse))
+		require.Equal(t, []byte(v.TokenResponse[:49]), resp[:49], "evaluate_msg")
+		pending, _ := newPending()
+		tok, err := pending.Finalize(resp)
+		require.NoError(t, err)
+		require.Equal(t, []byte(v.Token), tok)
+
 		bad := bytes.Clone(v.Token)
 		bad[len(bad)-1] ^= 1
-		if err := iss.Redeem(bad); !errors.Is(err, ErrInvalidToken) {
-			t.Errorf("tampered token: %v, want ErrInvalidToken", err)
-		}
-		if err := iss.Redeem(v.Token); err != nil {
-			t.Errorf("Redeem: %v", err)
-		}
-		if err := iss.Redeem(v.Token); !errors.Is(err, ErrDoubleSpend) {
-			t.Errorf("second Redeem: %v, want ErrDoubleSpend", err)
-		}
+		require.ErrorIs(t, iss.RedeemChallenge(bad, challenge), ErrInvalidToken)
+		require.NoError(t, iss.RedeemChallenge(v.Token, challenge))
+		require.ErrorIs(t, iss.RedeemChallenge(v.Token, challenge), ErrDoubleSpend)
+		// Through the HTTP authentication scheme of RFC 9577.
+		h := AuthorizationHeader(v.Token)
+		got, err := ParseAuthorization(h)
+		require.NoError(t, err)
+		require.Equal(t, []byte(v.Token), got)
 	})
-}
-
-func mustElement(t testing.TB, p *tokenParams, b []byte) oprf.Blinded {
-	t.Helper()
-	e, ok := p.parseElement(b)
-	if !ok {
-		t.Fatalf("bad element %x", b)
-	}
-	return e
 }

@@ -3,6 +3,8 @@ package treekem
 import (
 	"errors"
 	"fmt"
+
+	"github.com/microchat/e2ee/internal/errs"
 )
 
 // Errors returned by this package. Callers match them with [errors.Is].
@@ -12,7 +14,7 @@ import (
 // precise condition.
 var (
 	// ErrMalformed means bytes did not decode as the expected structure.
-	ErrMalformed = errors.New("treekem: malformed encoding")
+	ErrMalformed = errs.Malformed("treekem: malformed encoding")
 	// ErrInvalidTree means a ratchet tree violates RFC 9420 (Sections
 	// 7.1-7.9 and 12.4.3.1).
 	ErrInvalidTree = errors.New("treekem: invalid ratchet tree")

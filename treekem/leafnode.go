@@ -281,9 +281,9 @@ const smallLists = 64
 
 // firstMissing returns the first element of want that is not in have and
 // for which implicit (if non-nil) is false. It compares pairs only for
-// short lists and otherwise builds a set of have, so that it takes time
-// linear in len(have)+len(want) (a leaf may list tens of thousands of
-// types).
+// short lists and otherwise marks have in a bitmap of all 2^16 values, so
+// that it takes time linear in len(have)+len(want) (a leaf may list tens of
+// thousands of types) and does not allocate.
 func firstMissing[T ~uint16](have, want []T, implicit func(T) bool) (T, bool) {
 	if len(want) == 0 {
 		return 0, false
@@ -296,15 +296,15 @@ func firstMissing[T ~uint16](have, want []T, implicit func(T) bool) (T, bool) {
 		}
 		return 0, false
 	}
-	set := make(map[T]struct{}, len(have))
+	var set [1 << 16 / 64]uint64
 	for _, t := range have {
-		set[t] = struct{}{}
+		set[t/64] |= 1 << (t % 64)
 	}
 	for _, t := range want {
 		if implicit != nil && implicit(t) {
 			continue
 		}
-		if _, ok := set[t]; !ok {
+		if set[t/64]&(1<<(t%64)) == 0 {
 			return t, true
 		}
 	}
@@ -503,8 +503,14 @@ func (l *LeafNode) Sign(cs hpke.CipherSuite, priv *hpke.SignaturePrivateKey, gro
 
 // VerifySignature checks l.Signature with l.SignatureKey (RFC 9420,
 // Section 7.2). groupID and leaf matter only for the update and commit
-// sources. Failure matches [ErrInvalidSignature].
+// sources. Failure matches [ErrInvalidSignature], or [ErrMalformed] if the
+// signature key does not decode.
 func (l *LeafNode) VerifySignature(cs hpke.CipherSuite, groupID []byte, leaf LeafIndex) error {
+	// A key that does not decode (a compressed ECDSA point, a key of the
+	// wrong length) is malformed input, not a failed signature: say so.
+	if err := cs.ValidateSignaturePublicKey(l.SignatureKey); err != nil {
+		return fmt.Errorf("%w: leaf node signature_key: %w", ErrMalformed, err)
+	}
 	// The TBS is built in a scratch buffer, verified and dropped.
 	var verr error
 	err := wire.Use(func(b *cryptobyte.Builder) { l.marshalTBS(b, groupID, leaf) }, func(tbs []byte) {

@@ -73,6 +73,14 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "treekem", testTreeKEM)
 }
 
+// TestGeneratedVectors checks the vectors of ../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "tree-validation", testTreeValidation)
+	vectortest.RunGenerated(t, "tree-operations", testTreeOperations)
+	vectortest.RunGenerated(t, "treekem", testTreeKEM)
+}
+
 func parseTree(t *testing.T, cs hpke.CipherSuite, data []byte) *treekem.Tree {
 	t.Helper()
 	tree, err := treekem.ParseTree(cs, data)

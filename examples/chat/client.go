@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/microchat/e2ee/mls"
-	"github.com/microchat/e2ee/sealedsender"
 )
 
 // clientStore is what a client persists to: its group states and its
@@ -21,17 +20,16 @@ type clientStore interface {
 // client is one MicroChat device: an identity, a signature key, a store,
 // and its view of the group.
 type client struct {
-	name     string
-	cs       mls.CipherSuite
-	cred     mls.Credential
-	sig      *mls.SignaturePrivateKey
-	store    clientStore
-	tr       *transport
-	cfg      *mls.Config
-	group    *mls.Group
-	revision uint64
-	tokens   [][]byte
-	sent     map[[32]byte]bool
+	name   string
+	cs     mls.CipherSuite
+	cred   mls.Credential
+	sig    *mls.SignaturePrivateKey
+	store  clientStore
+	tr     *transport
+	cfg    *mls.Config
+	group  *mls.Group
+	wallet wallet
+	sent   map[[32]byte]bool
 	// log collects what the client read, for the transcript.
 	inbox []string
 }
@@ -74,66 +72,54 @@ func (c *client) publishKeyPackage(ctx context.Context) error {
 	return nil
 }
 
-// token returns an unused Privacy Pass token, fetching a batch of 32 when
-// it has none. Fetching happens while logged in; spending is anonymous.
-func (c *client) token() ([]byte, error) {
-	if len(c.tokens) == 0 {
-		dir, err := sealedsender.ParseKeyDirectory(c.tr.ds.keyDir)
-		if err != nil {
-			return nil, err
-		}
-		pp, err := sealedsender.NewPrivacyPassClient(&dir.Keys[0], c.tr.ds.issuer.Challenge())
-		if err != nil {
-			return nil, err
-		}
-		pending, req, err := pp.Request(32)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.tr.ds.issueTokens(c.name, req)
-		if err != nil {
-			return nil, err
-		}
-		if c.tokens, err = pending.Finalize(resp); err != nil {
-			return nil, err
-		}
-	}
-	t := c.tokens[0]
-	c.tokens = c.tokens[1:]
-	return t, nil
+// save persists what changed in the group (after a message, a few
+// secret-tree entries), with what the step consumed and the client's own
+// records, in one transaction (mls package documentation, "Persistence").
+func (c *client) save(ctx context.Context, consumed *mls.Consumed, app ...mls.Record) error {
+	return mls.SaveGroup(ctx, c.store, c.group, &mls.SaveOptions{Consumed: consumed, App: app})
 }
 
-// save persists the group state, with what the step consumed.
-func (c *client) save(ctx context.Context, consumed *mls.Consumed) error {
-	state, err := c.group.MarshalState()
-	if err != nil {
-		return err
-	}
-	rev, err := c.store.SaveGroupState(ctx, c.group.GroupID(), c.group.Epoch(), state, c.revision, consumed)
-	if err != nil {
-		return err
-	}
-	c.revision = rev
-	return nil
-}
-
-// reload drops the in-memory group and loads it from the store, as after
-// a restart.
+// reload drops the in-memory group and opens it from the store, as after
+// a restart, and finishes what a crash interrupted: a stored commit (merged
+// if the delivery service accepted it, dropped otherwise) and messages
+// saved to the outbox but maybe not sent.
 func (c *client) reload(ctx context.Context) error {
-	sg, err := c.store.LoadGroupState(ctx, c.group.GroupID())
+	g, err := mls.OpenGroup(ctx, c.store, c.group.GroupID(), c.cfg)
 	if err != nil {
 		return err
 	}
-	g, err := mls.LoadGroup(sg.State, c.cfg)
+	c.group = g
+	if pc := g.RecoveredCommit(); pc != nil {
+		if err := c.finishCommit(ctx, pc, c.tr.Send(ctx, g.GroupID(), pc.Commit)); err != nil {
+			return err
+		}
+	}
+	recs, err := mls.LoadAppRecords(ctx, c.store, g.GroupID())
 	if err != nil {
 		return err
 	}
-	c.group, c.revision = g, sg.Revision
+	for _, r := range recs {
+		if string(r.Key[:min(len(r.Key), 7)]) != "outbox/" {
+			continue
+		}
+		m, err := mls.ParseMessage(r.Value)
+		if err == nil {
+			err = c.tr.Send(ctx, g.GroupID(), m) // the same bytes again: no key reused
+		}
+		if err == nil {
+			err = c.save(ctx, nil, mls.Record{Key: r.Key})
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 func (c *client) createGroup(ctx context.Context) error {
-	g, err := mls.NewGroup(c.cs, c.cred, c.sig, nil, c.cfg)
+	// The group ID was drawn ahead, so that tokens for it are already in
+	// the wallet (tokens.go).
+	g, err := mls.NewGroup(c.cs, c.cred, c.sig, &mls.GroupOptions{GroupID: c.nextGroupID()}, c.cfg)
 	if err != nil {
 		return err
 	}
@@ -171,33 +157,72 @@ func (c *client) commit(ctx context.Context, opts *mls.CommitOptions) (*mls.Pend
 	if err != nil {
 		return nil, err
 	}
-	if err := c.tr.Send(ctx, c.group.GroupID(), pc.Commit); err != nil {
-		return nil, err // another commit won; process it instead
-	}
-	if err := c.group.MergePendingCommit(pc); err != nil {
+	// Store the commit before sending it: after a crash, reload finishes
+	// it as the delivery service decided.
+	if err := mls.SavePendingCommit(ctx, c.store, c.group, pc, nil); err != nil {
 		return nil, err
+	}
+	return pc, c.finishCommit(ctx, pc, c.tr.Send(ctx, c.group.GroupID(), pc.Commit))
+}
+
+// finishCommit completes a stored commit once the delivery service
+// answered sendErr: accepted (nil, or a conflict with this very commit
+// when it is sent again after a crash), it sends the Welcome and GroupInfo
+// and only then merges and saves, so that a crash before the save sends
+// them again; refused, the commit is dropped.
+func (c *client) finishCommit(ctx context.Context, pc *mls.PendingCommit, sendErr error) error {
+	if errors.Is(sendErr, mls.ErrConflict) && pc.Is(c.tr.ds.acceptedCommit(c.group.GroupID(), c.group.Epoch())) {
+		sendErr = nil
+	}
+	if sendErr != nil {
+		// Another commit won (process it: the save after merging it drops
+		// this one), or the delivery service refused this one.
+		if err := c.save(ctx, nil); err != nil {
+			return err
+		}
+		return sendErr
 	}
 	if pc.Welcome != nil {
 		if err := c.tr.SendWelcome(ctx, pc.Welcome); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := c.tr.PublishGroupInfo(ctx, c.group.GroupID(), pc.GroupInfo); err != nil {
-		return nil, err
+	if pc.GroupInfo != nil {
+		if err := c.tr.PublishGroupInfo(ctx, c.group.GroupID(), pc.GroupInfo); err != nil {
+			return err
+		}
 	}
-	return pc, c.save(ctx, nil)
+	if err := c.group.MergePendingCommit(pc); err != nil {
+		return err
+	}
+	return c.save(ctx, nil)
 }
 
 // send encrypts and sends an application message.
 func (c *client) send(ctx context.Context, text string) error {
-	m, err := c.group.EncryptApplication([]byte(text), nil)
+	tag, err := c.keyViewTag()
 	if err != nil {
+		return err
+	}
+	m, err := c.group.EncryptApplication([]byte(text), tag)
+	if err != nil {
+		return err
+	}
+	// Persist the advanced ratchet with the message in the outbox before
+	// sending, so that a crash can neither reuse the key for another
+	// message nor lose this one (reload sends it again).
+	data, err := m.Bytes()
+	if err != nil {
+		return err
+	}
+	key := fmt.Appendf(nil, "outbox/%x", sha256.Sum256(data))
+	if err := c.save(ctx, nil, mls.Record{Key: key, Value: data}); err != nil {
 		return err
 	}
 	if err := c.tr.Send(ctx, c.group.GroupID(), m); err != nil {
 		return err
 	}
-	return c.save(ctx, nil)
+	return c.save(ctx, nil, mls.Record{Key: key})
 }
 
 // receive processes everything waiting in the client's inbox. It returns
@@ -224,6 +249,9 @@ func (c *client) process(ctx context.Context, m *mls.MLSMessage) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkKeyView(res); err != nil {
+		return err
+	}
 	switch {
 	case res.Commit != nil:
 		if err := c.group.Merge(res.Commit); err != nil {
@@ -231,12 +259,21 @@ func (c *client) process(ctx context.Context, m *mls.MLSMessage) error {
 		}
 		if res.Commit.SelfRemoved {
 			c.inbox = append(c.inbox, "(removed from the group)")
-			return c.store.DeleteGroupState(ctx, c.group.GroupID(), c.revision)
+			return c.store.DeleteGroup(ctx, c.group.GroupID(), c.storedRevision(ctx))
 		}
 	case res.ApplicationData != nil:
 		c.inbox = append(c.inbox, fmt.Sprintf("%s (leaf %d): %q", c.memberName(res.Sender.Index), res.Sender.Index, res.ApplicationData))
 	}
 	return c.save(ctx, nil)
+}
+
+// storedRevision returns the revision of the client's stored group.
+func (c *client) storedRevision(ctx context.Context) uint64 {
+	sg, err := c.store.LoadGroupRecords(ctx, c.group.GroupID())
+	if err != nil {
+		return 0
+	}
+	return sg.Revision
 }
 
 // memberName returns the identity at a leaf of the client's group.

@@ -28,10 +28,43 @@ type deliveryService struct {
 	groups      map[string]*dsGroup
 	// stats of what the server saw.
 	envelopes, envelopeBytes int
+	events                   []dsEvent
+	// truth records who sent each envelope, for the transcript's count of
+	// linked envelopes only: a real server has no such record.
+	truth map[[32]byte]string
+}
+
+// verifyLimiter caps the token verifications the server spends on one
+// group (a real server would reset the counts each period, and also limit
+// per connection before parsing). It only sees tokens that passed the
+// cheap checks: right size, type, group and key.
+type verifyLimiter struct {
+	mu       sync.Mutex
+	perGroup int
+	counts   map[string]int
+}
+
+func (l *verifyLimiter) allow(groupID []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.counts[string(groupID)] >= l.perGroup {
+		return errors.New("ds: too many token verifications for this group")
+	}
+	l.counts[string(groupID)]++
+	return nil
+}
+
+// tokenStore is where the delivery service keeps spent tokens and issuance
+// quotas: a database every server process shares (examples/store), so that
+// a restart or a second process cannot accept a spent token again.
+type tokenStore interface {
+	sealedsender.SpentStore
+	sealedsender.QuotaStore
 }
 
 type dsGroup struct {
-	committed map[uint64]bool
+	committed map[uint64][]byte // epoch -> the commit accepted for it
+	delivered map[[32]byte]bool // messages fanned out: a resend is delivered once
 	groupInfo []byte
 	inboxes   map[string][][]byte
 }
@@ -39,9 +72,9 @@ type dsGroup struct {
 var errStaleCommit = errors.New("ds: a commit for this epoch was already accepted")
 
 // newDeliveryService starts the delivery service, which records spent
-// tokens in the SQL database spent (shared by all its server processes in
-// a real deployment).
-func newDeliveryService(spent sealedsender.SpentStore) (*deliveryService, error) {
+// tokens and quotas in the SQL database tokens (shared by all its server
+// processes in a real deployment).
+func newDeliveryService(tokens tokenStore) (*deliveryService, error) {
 	master := make([]byte, sealedsender.MasterSecretSize)
 	rand.Read(master)
 	challenge := &sealedsender.TokenChallenge{
@@ -49,7 +82,11 @@ func newDeliveryService(spent sealedsender.SpentStore) (*deliveryService, error)
 		IssuerName: "tokens.microchat.example",
 		OriginInfo: "delivery.microchat.example",
 	}
-	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{Spent: spent})
+	limiter := &verifyLimiter{perGroup: 10000, counts: map[string]int{}}
+	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{
+		Spent: tokens, Quotas: tokens,
+		BeforeVerify: limiter.allow, // forged tokens cost a VOPRF evaluation each
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -68,14 +105,22 @@ func newDeliveryService(spent sealedsender.SpentStore) (*deliveryService, error)
 		keyPackages: map[string][][]byte{},
 		welcomes:    map[string][]byte{},
 		groups:      map[string]*dsGroup{},
+		truth:       map[[32]byte]string{},
 	}, nil
 }
+
+// keyDirectory returns the published issuer directory (RFC 9578, Section
+// 4, JSON), as served at /.well-known/private-token-issuer-directory.
+func (ds *deliveryService) keyDirectory() []byte { return ds.keyDir }
+
+// challenge returns the issuer's base TokenChallenge (RFC 9577).
+func (ds *deliveryService) challenge() *sealedsender.TokenChallenge { return ds.issuer.Challenge() }
 
 func (ds *deliveryService) group(groupID []byte) *dsGroup {
 	k := string(groupID)
 	g := ds.groups[k]
 	if g == nil {
-		g = &dsGroup{committed: map[uint64]bool{}, inboxes: map[string][][]byte{}}
+		g = &dsGroup{committed: map[uint64][]byte{}, inboxes: map[string][][]byte{}}
 		ds.groups[k] = g
 	}
 	return g
@@ -103,7 +148,13 @@ func (ds *deliveryService) fetchKeyPackage(identity string) ([]byte, error) {
 // issueTokens answers a Privacy Pass batch request from a logged-in
 // account. The issuer sees only blinded values.
 func (ds *deliveryService) issueTokens(account string, request []byte) ([]byte, error) {
-	return ds.issuer.Issue(account, request)
+	resp, err := ds.issuer.Issue(account, request)
+	if err == nil {
+		ds.mu.Lock()
+		ds.events = append(ds.events, dsEvent{issuedTo: account})
+		ds.mu.Unlock()
+	}
+	return resp, err
 }
 
 // subscribe registers a client's inbox for a group.
@@ -131,6 +182,7 @@ func (ds *deliveryService) submitSealed(envelope []byte) error {
 	defer ds.mu.Unlock()
 	ds.envelopes++
 	ds.envelopeBytes += len(envelope)
+	ds.events = append(ds.events, dsEvent{envelope: envelopeDigest(envelope)})
 	return ds.fanOut(d.GroupID, d.Epoch, m.PrivateMessage.ContentType == mls.ContentTypeCommit, d.Message)
 }
 
@@ -152,15 +204,36 @@ func (ds *deliveryService) submitPublic(msg []byte) error {
 func (ds *deliveryService) fanOut(groupID []byte, epoch uint64, commit bool, msg []byte) error {
 	g := ds.group(groupID)
 	if commit {
-		if g.committed[epoch] {
+		if g.committed[epoch] != nil {
 			return errStaleCommit
 		}
-		g.committed[epoch] = true
+		g.committed[epoch] = msg
 	}
+	if g.delivered == nil {
+		g.delivered = map[[32]byte]bool{}
+	}
+	h := sha256.Sum256(msg)
+	if g.delivered[h] {
+		return nil // sent again after a crash (mls.Transport.Send)
+	}
+	g.delivered[h] = true
 	for k := range g.inboxes {
 		g.inboxes[k] = append(g.inboxes[k], msg)
 	}
 	return nil
+}
+
+// acceptedCommit returns the commit the delivery service accepted for an
+// epoch of a group, or nil: what a client asks after a crash to finish a
+// commit it stored (mls.Group.RecoveredCommit).
+func (ds *deliveryService) acceptedCommit(groupID []byte, epoch uint64) *mls.MLSMessage {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	m, err := mls.ParseMessage(ds.group(groupID).committed[epoch])
+	if err != nil {
+		return nil
+	}
+	return m
 }
 
 // fetch returns and clears a client's inbox for a group.
@@ -221,7 +294,7 @@ func (t *transport) Send(ctx context.Context, groupID []byte, msg *mls.MLSMessag
 	t.client.sent[sha256.Sum256(data)] = true
 	var sendErr error
 	if msg.WireFormat == mls.WireFormatPrivateMessage {
-		token, err := t.client.token()
+		token, err := t.client.token(groupID) // never fetches: see tokens.go
 		if err != nil {
 			return err
 		}
@@ -229,6 +302,9 @@ func (t *transport) Send(ctx context.Context, groupID []byte, msg *mls.MLSMessag
 		if err != nil {
 			return err
 		}
+		t.ds.mu.Lock()
+		t.ds.truth[envelopeDigest(env)] = t.client.name
+		t.ds.mu.Unlock()
 		sendErr = t.ds.submitSealed(env)
 	} else {
 		sendErr = t.ds.submitPublic(data)

@@ -30,6 +30,8 @@ func TestChat(t *testing.T) {
 				"bob's laptop joins by external commit",
 				`bob's phone restarts from its database and reads: alice (leaf 0): "welcome, laptop"`,
 				"online clients agree on epoch authenticator",
+				" 0 of ",
+				"sealed envelopes directly followed a token issuance to their sender",
 			} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("transcript lacks %q:\n%s", want, out.String())

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/microchat/e2ee/examples/store"
@@ -34,15 +37,41 @@ type client struct {
 	ds     *dsClient
 	out    *lockedWriter
 	groups map[string]*member
+	wallet wallet
 }
 
 // member is the client's state in one group.
+//
+// Besides the group's own records, the client keeps application records
+// in the same store, written in the same atomic saves (mls.SaveOptions.App):
+// "cursor" (the last log entry processed), "own/SEQ" (log entries this
+// client sent, to skip when they come back), "outbox-sealed" (the sealed
+// envelope of an encrypted message, saved before it is sent; "outbox" for
+// an unsealed one), "commit-envelope" (the sealed envelope of the stored
+// pending commit), "welcome" (the Welcome of a merged commit, until it is
+// delivered) and "token/ID" (the group's stock of tokens, tokens.go).
 type member struct {
-	name     string
-	g        *mls.Group
-	revision uint64
-	cursor   int64          // last log entry processed
-	own      map[int64]bool // log entries this client sent
+	name   string
+	g      *mls.Group
+	cursor int64                  // last log entry processed
+	own    map[int64]bool         // log entries this client sent
+	tokens map[string]storedToken // unused tokens bound to the group, by record key
+}
+
+func newMember(name string, g *mls.Group) *member {
+	return &member{name: name, g: g, own: map[int64]bool{}, tokens: map[string]storedToken{}}
+}
+
+func cursorRecord(seq int64) mls.Record {
+	return mls.Record{Key: []byte("cursor"), Value: binary.BigEndian.AppendUint64(nil, uint64(seq))}
+}
+
+func ownRecord(seq int64, sent bool) mls.Record {
+	r := mls.Record{Key: fmt.Appendf(nil, "own/%d", seq)}
+	if sent {
+		r.Value = []byte{1}
+	}
+	return r
 }
 
 func openClient(ctx context.Context, serverURL, name, dbPath string, out *lockedWriter) (*client, error) {
@@ -61,7 +90,7 @@ func openClient(ctx context.Context, serverURL, name, dbPath string, out *locked
 		db:     db,
 		store:  st,
 		cfg:    &mls.Config{Handshake: mls.HandshakePrivate, PaddingBlock: 32},
-		ds:     &dsClient{base: serverURL, http: &http.Client{}},
+		ds:     newDSClient(serverURL),
 		out:    out,
 		groups: map[string]*member{},
 	}
@@ -79,8 +108,7 @@ func (c *client) close() { c.db.Close() }
 func (c *client) load(ctx context.Context) error {
 	for _, stmt := range []string{
 		`CREATE TABLE IF NOT EXISTS client_identity (name TEXT PRIMARY KEY, sig BLOB NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS client_groups (name TEXT PRIMARY KEY, cursor INTEGER NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS client_own (name TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (name, seq))`,
+		`CREATE TABLE IF NOT EXISTS client_groups (name TEXT PRIMARY KEY)`,
 	} {
 		if _, err := c.db.ExecContext(ctx, stmt); err != nil {
 			return err
@@ -112,51 +140,107 @@ func (c *client) load(ctx context.Context) error {
 		}
 	}
 
-	rows, err := c.db.QueryContext(ctx, `SELECT name, cursor FROM client_groups`)
+	rows, err := c.db.QueryContext(ctx, `SELECT name FROM client_groups`)
 	if err != nil {
 		return err
 	}
-	type row struct {
-		name   string
-		cursor int64
-	}
-	var saved []row
+	var names []string
 	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.name, &r.cursor); err != nil {
+		var n string
+		if err := rows.Scan(&n); err != nil {
 			rows.Close()
 			return err
 		}
-		saved = append(saved, r)
+		names = append(names, n)
 	}
 	rows.Close()
-	for _, r := range saved {
-		sg, err := c.store.LoadGroupState(ctx, []byte(r.name))
-		if errors.Is(err, mls.ErrNotFound) {
-			continue // left the group
+	for _, name := range names {
+		if err := c.open(ctx, name); err != nil {
+			return fmt.Errorf("opening group %s: %w", name, err)
 		}
-		if err != nil {
-			return err
-		}
-		g, err := mls.LoadGroup(sg.State, c.cfg)
-		if err != nil {
-			return fmt.Errorf("loading group %s: %w", r.name, err)
-		}
-		m := &member{name: r.name, g: g, revision: sg.Revision, cursor: r.cursor, own: map[int64]bool{}}
-		own, err := c.db.QueryContext(ctx, `SELECT seq FROM client_own WHERE name = ? AND seq > ?`, r.name, r.cursor)
-		if err != nil {
-			return err
-		}
-		for own.Next() {
-			var seq int64
-			if err := own.Scan(&seq); err != nil {
-				own.Close()
-				return err
+	}
+	return nil
+}
+
+// open loads one group from the store and finishes what a crash may have
+// interrupted, as the persistence protocol of package mls says: a message
+// saved to the outbox is sent (again: the server takes the same bytes
+// once), a stored commit is merged if the server accepted it, dropped if
+// it accepted another, and sent again if it accepted none, and a Welcome
+// not known to be delivered is delivered.
+func (c *client) open(ctx context.Context, name string) error {
+	g, err := mls.OpenGroup(ctx, c.store, []byte(name), c.cfg)
+	if errors.Is(err, mls.ErrNotFound) {
+		return nil // left the group
+	}
+	if err != nil {
+		return err
+	}
+	recs, err := mls.LoadAppRecords(ctx, c.store, []byte(name))
+	if err != nil {
+		return err
+	}
+	m := newMember(name, g)
+	var outbox, sealedOutbox, commitEnvelope, welcome []byte
+	for _, r := range recs {
+		k := string(r.Key)
+		switch {
+		case k == "cursor" && len(r.Value) == 8:
+			m.cursor = int64(binary.BigEndian.Uint64(r.Value))
+		case k == "outbox":
+			outbox = r.Value
+		case k == "outbox-sealed":
+			sealedOutbox = r.Value
+		case k == "commit-envelope":
+			commitEnvelope = r.Value
+		case k == "welcome":
+			welcome = r.Value
+		case strings.HasPrefix(k, tokenRecordPrefix):
+			if t, ok := parseTokenRecord(r); ok {
+				m.tokens[k] = t
 			}
-			m.own[seq] = true
+		case strings.HasPrefix(k, "own/"):
+			if seq, err := strconv.ParseInt(k[4:], 10, 64); err == nil {
+				m.own[seq] = true
+			}
 		}
-		own.Close()
-		c.groups[r.name] = m
+	}
+	c.groups[name] = m
+	if outbox != nil {
+		msg, err := mls.ParseMessage(outbox)
+		if err != nil {
+			return err
+		}
+		seq, err := c.ds.send(ctx, g.GroupID(), msg)
+		if err != nil {
+			return fmt.Errorf("re-sending the outbox: %w", err)
+		}
+		m.own[seq] = true
+		if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox")}); err != nil {
+			return err
+		}
+	}
+	if sealedOutbox != nil {
+		// The same envelope, token included: the server answers it as the
+		// message it already logged, or logs it now.
+		seq, err := c.ds.sendSealed(ctx, g.GroupID(), sealedOutbox)
+		if err != nil {
+			return fmt.Errorf("re-sending the outbox: %w", err)
+		}
+		m.own[seq] = true
+		if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")}); err != nil {
+			return err
+		}
+	}
+	if pc := g.RecoveredCommit(); pc != nil {
+		if err := c.finishCommit(ctx, m, pc, commitEnvelope); err != nil && !errors.Is(err, mls.ErrConflict) {
+			return err
+		}
+	}
+	if welcome != nil {
+		if err := c.deliverWelcome(ctx, m, welcome); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -172,25 +256,12 @@ func (c *client) publishKeyPackage(ctx context.Context, lastResort bool) error {
 	return c.ds.post(ctx, "/v1/keypackages", &mls.MLSMessage{Version: mls.MLS10, WireFormat: mls.WireFormatKeyPackage, KeyPackage: kp.KeyPackage}, nil)
 }
 
-// save persists m's group state and cursor; consumed lists what the step
-// used up (a KeyPackage on join).
-func (c *client) save(ctx context.Context, m *member, consumed *mls.Consumed) error {
-	state, err := m.g.MarshalState()
-	if err != nil {
-		return err
-	}
-	rev, err := c.store.SaveGroupState(ctx, m.g.GroupID(), m.g.Epoch(), state, m.revision, consumed)
-	if err != nil {
-		return err
-	}
-	m.revision = rev
-	return c.saveCursor(ctx, m)
-}
-
-func (c *client) saveCursor(ctx context.Context, m *member) error {
-	_, err := c.db.ExecContext(ctx, `INSERT INTO client_groups (name, cursor) VALUES (?, ?)
-		ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor`, m.name, m.cursor)
-	return err
+// save persists what changed in m's group with the cursor and the
+// records extra, in one atomic step; consumed lists what the step used up
+// (a KeyPackage on join).
+func (c *client) save(ctx context.Context, m *member, consumed *mls.Consumed, extra ...mls.Record) error {
+	app := append([]mls.Record{cursorRecord(m.cursor)}, extra...)
+	return mls.SaveGroup(ctx, c.store, m.g, &mls.SaveOptions{Consumed: consumed, App: app})
 }
 
 func (c *client) group(name string) (*member, error) {
@@ -211,26 +282,46 @@ func (c *client) create(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	m := &member{name: name, g: g, own: map[int64]bool{}}
-	if err := c.save(ctx, m, nil); err != nil {
+	m := newMember(name, g)
+	if err := c.register(ctx, m, nil); err != nil {
 		return err
 	}
-	c.groups[name] = m
-	return c.publishGroupInfo(ctx, m)
+	if err := c.publishGroupInfo(ctx, m); err != nil {
+		return err
+	}
+	// Tokens for the group's first messages, fetched now rather than when
+	// they are sent. Only the creator can send in epoch 0 anyway.
+	if err := c.refill(ctx, m); err != nil {
+		c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+	}
+	return nil
 }
 
 func (c *client) publishGroupInfo(ctx context.Context, m *member) error {
-	gi, err := m.g.GroupInfo(true, true)
+	gi, err := m.g.GroupInfo(&mls.GroupInfoOptions{ExternalPub: true})
 	if err != nil {
 		return err
 	}
 	return c.ds.put(ctx, "/v1/groups/"+hex.EncodeToString(m.g.GroupID())+"/groupinfo", gi)
 }
 
-// commit catches up with the group, then creates a commit, sends it, and
-// merges it only once the delivery service has accepted it as the one
-// commit of the epoch (RFC 9420, §14). If another commit came first, it
-// processes that one and reports the conflict.
+// register saves a group the client just created or joined and lists it
+// in the client's groups.
+func (c *client) register(ctx context.Context, m *member, consumed *mls.Consumed) error {
+	if err := c.save(ctx, m, consumed); err != nil {
+		return err
+	}
+	if _, err := c.db.ExecContext(ctx, `INSERT INTO client_groups (name) VALUES (?) ON CONFLICT DO NOTHING`, m.name); err != nil {
+		return err
+	}
+	c.groups[m.name] = m
+	return nil
+}
+
+// commit catches up with the group, then creates a commit, stores it
+// (mls.SavePendingCommit) and sends it. The server accepts one commit per
+// epoch (RFC 9420, §14): if it accepts this one, the client merges it; if
+// another came first, the client drops its own and processes that one.
 func (c *client) commit(ctx context.Context, name string, opts *mls.CommitOptions) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -241,32 +332,127 @@ func (c *client) commit(ctx context.Context, name string, opts *mls.CommitOption
 	if err := c.syncGroup(ctx, m); err != nil {
 		return err
 	}
+	if _, _, err := m.takeToken(); err != nil {
+		return err
+	}
 	opts.GroupInfo, opts.ExternalPub = true, true
+	opts.AuthenticatedData = c.viewTag(m)
 	pc, err := m.g.Commit(opts)
 	if err != nil {
 		return err
 	}
-	seq, err := c.ds.send(ctx, m.g.GroupID(), pc.Commit)
+	// The commit's envelope is stored with it, taking its token from the
+	// stock in the same save: after a crash the same envelope is sent.
+	env, tok, recs, err := m.seal(pc.Commit)
 	if err != nil {
 		return err
 	}
+	recs = append(recs, cursorRecord(m.cursor), mls.Record{Key: []byte("commit-envelope"), Value: env})
+	if err := mls.SavePendingCommit(ctx, c.store, m.g, pc, &mls.SaveOptions{App: recs}); err != nil {
+		return err
+	}
+	delete(m.tokens, tok.key)
+	return c.sendCommit(ctx, m, pc, env)
+}
+
+// sendCommit sends a stored pending commit, in its sealed envelope env,
+// and finishes it as the server decides.
+func (c *client) sendCommit(ctx context.Context, m *member, pc *mls.PendingCommit, env []byte) error {
+	var seq int64
+	var err error
+	if env != nil {
+		seq, err = c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	} else {
+		seq, err = c.ds.send(ctx, m.g.GroupID(), pc.Commit)
+	}
+	if errors.Is(err, mls.ErrConflict) {
+		if err := c.save(ctx, m, nil, mls.Record{Key: []byte("commit-envelope")}); err != nil { // drops the stored commit
+			return err
+		}
+		if err := c.syncGroup(ctx, m); err != nil {
+			return err
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	return c.merged(ctx, m, pc, seq)
+}
+
+// finishCommit resolves a commit recovered after a restart; env is its
+// stored sealed envelope.
+func (c *client) finishCommit(ctx context.Context, m *member, pc *mls.PendingCommit, env []byte) error {
+	data, err := c.ds.get(ctx, "/v1/groups/"+hex.EncodeToString(m.g.GroupID())+"/commits/"+strconv.FormatUint(m.g.Epoch(), 10))
+	if errors.Is(err, errNotFound) {
+		if env == nil && pc.Commit.WireFormat == mls.WireFormatPrivateMessage {
+			return errors.New("stored commit without its sealed envelope")
+		}
+		return c.sendCommit(ctx, m, pc, env) // the server never got it: the same envelope again
+	}
+	if err != nil {
+		return err
+	}
+	var e struct {
+		Seq  int64  `json:"seq"`
+		Data []byte `json:"data"`
+	}
+	if err := json.Unmarshal(data, &e); err != nil {
+		return err
+	}
+	msg, err := mls.ParseMessage(e.Data)
+	if err != nil {
+		return err
+	}
+	if pc.Is(msg) {
+		c.out.printf("[%s] recovered our commit of epoch %d", m.name, m.g.Epoch())
+		return c.merged(ctx, m, pc, e.Seq)
+	}
+	c.out.printf("[%s] dropped our commit of epoch %d: another one was accepted", m.name, m.g.Epoch())
+	return mls.SaveGroup(ctx, c.store, m.g, &mls.SaveOptions{DiscardPendingCommit: true,
+		App: []mls.Record{cursorRecord(m.cursor), {Key: []byte("commit-envelope")}}})
+}
+
+// merged merges a commit the server accepted at seq, saves the new epoch
+// with the Welcome to deliver, then delivers it and publishes the new
+// GroupInfo.
+func (c *client) merged(ctx context.Context, m *member, pc *mls.PendingCommit, seq int64) error {
 	if err := m.g.MergePendingCommit(pc); err != nil {
 		return err
 	}
 	m.own[seq] = true
-	if _, err := c.db.ExecContext(ctx, `INSERT INTO client_own (name, seq) VALUES (?, ?)`, name, seq); err != nil {
-		return err
-	}
-	if err := c.save(ctx, m, nil); err != nil {
-		return err
-	}
+	var welcome []byte
 	if pc.Welcome != nil {
-		if err := c.ds.post(ctx, "/v1/welcomes", pc.Welcome, nil); err != nil {
+		var err error
+		if welcome, err = pc.Welcome.Bytes(); err != nil {
 			return err
 		}
 	}
-	c.out.printf("[%s] epoch %d, %d members", name, m.g.Epoch(), m.g.MemberCount())
-	return c.ds.put(ctx, "/v1/groups/"+hex.EncodeToString(m.g.GroupID())+"/groupinfo", pc.GroupInfo)
+	if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("welcome"), Value: welcome},
+		mls.Record{Key: []byte("commit-envelope")}); err != nil {
+		return err
+	}
+	c.out.printf("[%s] epoch %d, %d members", m.name, m.g.Epoch(), m.g.MemberCount())
+	if welcome != nil {
+		if err := c.deliverWelcome(ctx, m, welcome); err != nil {
+			return err
+		}
+	}
+	if pc.GroupInfo != nil {
+		return c.ds.put(ctx, "/v1/groups/"+hex.EncodeToString(m.g.GroupID())+"/groupinfo", pc.GroupInfo)
+	}
+	return c.publishGroupInfo(ctx, m)
+}
+
+func (c *client) deliverWelcome(ctx context.Context, m *member, welcome []byte) error {
+	msg, err := mls.ParseMessage(welcome)
+	if err != nil {
+		return err
+	}
+	if err := c.ds.post(ctx, "/v1/welcomes", msg, nil); err != nil {
+		return err
+	}
+	return c.save(ctx, m, nil, mls.Record{Key: []byte("welcome")})
 }
 
 func (c *client) add(ctx context.Context, name, who string) error {
@@ -334,18 +520,26 @@ func (c *client) joinExternal(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// Until the server accepts the external commit there is nothing to
+	// keep: a crash before that loses only the attempt.
 	seq, err := c.ds.send(ctx, g.GroupID(), commit)
 	if err != nil {
 		return err
 	}
 	// Start reading after the join: earlier messages are not for us.
-	m := &member{name: name, g: g, cursor: seq, own: map[int64]bool{}}
-	if err := c.save(ctx, m, nil); err != nil {
+	m := newMember(name, g)
+	m.cursor = seq
+	if err := c.register(ctx, m, nil); err != nil {
 		return err
 	}
-	c.groups[name] = m
 	c.out.printf("[%s] joined, epoch %d, %d members", name, g.Epoch(), g.MemberCount())
-	return c.publishGroupInfo(ctx, m)
+	if err := c.publishGroupInfo(ctx, m); err != nil {
+		return err
+	}
+	if err := c.refill(ctx, m); err != nil { // ahead of need
+		c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+	}
+	return nil
 }
 
 func (c *client) say(ctx context.Context, name, text string) error {
@@ -355,23 +549,43 @@ func (c *client) say(ctx context.Context, name, text string) error {
 	if err != nil {
 		return err
 	}
-	msg, err := m.g.EncryptApplication([]byte(text), nil)
+	if _, _, err := m.takeToken(); err != nil {
+		return err // before the ratchet moves
+	}
+	msg, err := m.g.EncryptApplication([]byte(text), c.viewTag(m))
 	if err != nil {
 		return err
 	}
-	// The ratchet moved: persist before sending, so that a crash cannot
-	// make this device reuse the key for another message.
-	if err := c.save(ctx, m, nil); err != nil {
-		return err
-	}
-	seq, err := c.ds.send(ctx, m.g.GroupID(), msg)
+	env, tok, recs, err := m.seal(msg)
 	if err != nil {
 		return err
+	}
+	// The ratchet moved: persist it with the sealed envelope in the outbox,
+	// and the token taken out of the stock, before sending, so that a crash
+	// can neither make this device reuse the key or the token for another
+	// message nor lose this one (open sends the same envelope).
+	recs = append(recs, mls.Record{Key: []byte("outbox-sealed"), Value: env})
+	if err := c.save(ctx, m, nil, recs...); err != nil {
+		return err
+	}
+	delete(m.tokens, tok.key)
+	seq, err := c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	if err != nil {
+		return err
+	}
+	if os.Getenv(crashAfterSendEnv) != "" {
+		// Test hook: die after the server logged the message and before
+		// the outbox is cleared, as a crash would.
+		os.Exit(3)
 	}
 	m.own[seq] = true
-	_, err = c.db.ExecContext(ctx, `INSERT INTO client_own (name, seq) VALUES (?, ?)`, name, seq)
-	return err
+	return c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")})
 }
+
+// crashAfterSendEnv names the environment variable that makes the client
+// exit right after the server accepted a message and before it clears its
+// outbox: a test hook for the re-send after a crash.
+const crashAfterSendEnv = "MICROCHAT_TEST_CRASH_AFTER_SEND"
 
 func (c *client) members(name string) ([]string, error) {
 	c.mu.Lock()
@@ -424,12 +638,14 @@ func (c *client) syncWelcomes(ctx context.Context) error {
 			continue
 		}
 		name := string(g.GroupID())
-		m := &member{name: name, g: g, own: map[int64]bool{}}
-		if err := c.save(ctx, m, consumed); err != nil {
+		m := newMember(name, g)
+		if err := c.register(ctx, m, consumed); err != nil {
 			return err
 		}
-		c.groups[name] = m
 		c.out.printf("[%s] joined, epoch %d, %d members", name, g.Epoch(), g.MemberCount())
+		if err := c.refill(ctx, m); err != nil { // ahead of need
+			c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+		}
 		// Replace the one-time KeyPackage that was used.
 		if len(consumed.KeyPackages) > 0 {
 			if err := c.publishKeyPackage(ctx, false); err != nil {
@@ -473,24 +689,25 @@ func (c *client) processEntry(ctx context.Context, m *member, seq int64, data []
 	m.cursor = seq
 	if m.own[seq] {
 		delete(m.own, seq)
-		return c.saveCursor(ctx, m)
+		return c.save(ctx, m, nil, ownRecord(seq, false))
 	}
 	msg, err := mls.ParseMessage(data)
 	if err != nil {
 		c.out.printf("[%s] dropped a malformed message: %v", m.name, err)
-		return c.saveCursor(ctx, m)
+		return c.save(ctx, m, nil)
 	}
 	if msg.Epoch() < m.g.Epoch() && msg.PrivateMessage == nil {
-		return c.saveCursor(ctx, m) // a handshake of an epoch already left
+		return c.save(ctx, m, nil) // a handshake of an epoch already left
 	}
 	res, err := m.g.Process(msg)
 	if err != nil {
 		if errors.Is(err, mls.ErrWrongEpoch) {
-			return c.saveCursor(ctx, m)
+			return c.save(ctx, m, nil)
 		}
 		c.out.printf("[%s] rejected a message: %v", m.name, err)
-		return c.saveCursor(ctx, m)
+		return c.save(ctx, m, nil)
 	}
+	c.checkView(m, res) // before a commit moves the group to the next epoch
 	switch {
 	case res.Commit != nil:
 		if err := m.g.Merge(res.Commit); err != nil {
@@ -499,10 +716,14 @@ func (c *client) processEntry(ctx context.Context, m *member, seq int64, data []
 		if res.Commit.SelfRemoved {
 			c.out.printf("[%s] removed from the group", m.name)
 			delete(c.groups, m.name)
-			if err := c.store.DeleteGroupState(ctx, m.g.GroupID(), m.revision); err != nil {
+			sg, err := c.store.LoadGroupRecords(ctx, m.g.GroupID())
+			if err != nil {
 				return err
 			}
-			_, err := c.db.ExecContext(ctx, `DELETE FROM client_groups WHERE name = ?`, m.name)
+			if err := c.store.DeleteGroup(ctx, m.g.GroupID(), sg.Revision); err != nil {
+				return err
+			}
+			_, err = c.db.ExecContext(ctx, `DELETE FROM client_groups WHERE name = ?`, m.name)
 			return err
 		}
 		c.out.printf("[%s] epoch %d, %d members", m.name, m.g.Epoch(), m.g.MemberCount())
@@ -525,7 +746,24 @@ func (c *client) senderName(m *member, leaf mls.LeafIndex) string {
 type dsClient struct {
 	base string
 	http *http.Client
+	// sealed carries the sealed envelopes (and the challenge requests),
+	// each on a connection of its own: a connection kept alive would link
+	// an envelope to the account that used the connection before, or to
+	// the envelopes sent on it before.
+	sealed   *http.Client
+	tokenURL string // the issuer-request-uri of the issuer directory
 }
+
+func newDSClient(base string) *dsClient {
+	return &dsClient{
+		base:   base,
+		http:   &http.Client{},
+		sealed: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+}
+
+// errNotFound is the server's 404.
+var errNotFound = errors.New("server: not found")
 
 // errConflict is the server's answer to a commit that lost the race.
 var errConflict = fmt.Errorf("%w: another commit of this epoch came first", mls.ErrConflict)
@@ -535,7 +773,11 @@ func (d *dsClient) do(ctx context.Context, method, path string, body []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.http.Do(req)
+	return d.doRequest(d.http, req)
+}
+
+func (d *dsClient) doRequest(hc *http.Client, req *http.Request) ([]byte, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -547,6 +789,8 @@ func (d *dsClient) do(ctx context.Context, method, path string, body []byte) ([]
 	switch {
 	case resp.StatusCode == http.StatusConflict:
 		return nil, errConflict
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, fmt.Errorf("%w: %s", errNotFound, bytes.TrimSpace(data))
 	case resp.StatusCode >= 300:
 		return nil, fmt.Errorf("server: %s: %s", resp.Status, bytes.TrimSpace(data))
 	}

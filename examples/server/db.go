@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -70,11 +71,14 @@ func openDB(ctx context.Context, sqlitePath, postgresDSN string) (*db, error) {
 		`CREATE TABLE IF NOT EXISTS ds_commits (
 			group_id ` + blob + ` NOT NULL,
 			epoch ` + bigint + ` NOT NULL,
+			digest ` + blob + ` NOT NULL,
 			PRIMARY KEY (group_id, epoch))`,
 		`CREATE TABLE IF NOT EXISTS ds_messages (
 			id ` + serial + `,
 			group_id ` + blob + ` NOT NULL,
+			digest ` + blob + ` NOT NULL,
 			data ` + blob + ` NOT NULL)`,
+		`CREATE UNIQUE INDEX IF NOT EXISTS ds_messages_digest ON ds_messages (group_id, digest)`,
 		`CREATE TABLE IF NOT EXISTS ds_group_infos (
 			group_id ` + blob + ` PRIMARY KEY,
 			data ` + blob + ` NOT NULL)`,
@@ -213,18 +217,30 @@ func (d *db) takeWelcomes(ctx context.Context, identity []byte) ([][]byte, error
 
 // appendMessage adds a message to the group's log and returns its
 // sequence number. A commit is accepted only as the first of its epoch;
-// a later one returns errStaleCommit and is not logged.
+// a later one returns errStaleCommit and is not logged. Sending the same
+// bytes again is idempotent: it returns the sequence number they got the
+// first time, so that a client that crashed before it heard the answer
+// can simply send again (the persistence protocol of package mls).
 func (d *db) appendMessage(ctx context.Context, groupID []byte, epoch uint64, commit bool, data []byte) (int64, error) {
+	digest := sha256.Sum256(data)
 	tx, err := d.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback()
+	var seq int64
+	err = tx.QueryRowContext(ctx, d.q(`SELECT id FROM ds_messages WHERE group_id = ? AND digest = ?`), groupID, digest[:]).Scan(&seq)
+	if err == nil {
+		return seq, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
 	if commit {
 		if epoch > 1<<62 {
 			return 0, errors.New("server: epoch out of range")
 		}
-		res, err := tx.ExecContext(ctx, d.q(`INSERT INTO ds_commits (group_id, epoch) VALUES (?, ?) ON CONFLICT DO NOTHING`), groupID, int64(epoch))
+		res, err := tx.ExecContext(ctx, d.q(`INSERT INTO ds_commits (group_id, epoch, digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), groupID, int64(epoch), digest[:])
 		if err != nil {
 			return 0, err
 		}
@@ -234,12 +250,11 @@ func (d *db) appendMessage(ctx context.Context, groupID []byte, epoch uint64, co
 			return 0, errStaleCommit
 		}
 	}
-	var seq int64
 	if d.postgres {
-		err = tx.QueryRowContext(ctx, `INSERT INTO ds_messages (group_id, data) VALUES ($1, $2) RETURNING id`, groupID, data).Scan(&seq)
+		err = tx.QueryRowContext(ctx, `INSERT INTO ds_messages (group_id, digest, data) VALUES ($1, $2, $3) RETURNING id`, groupID, digest[:], data).Scan(&seq)
 	} else {
 		var res sql.Result
-		res, err = tx.ExecContext(ctx, `INSERT INTO ds_messages (group_id, data) VALUES (?, ?)`, groupID, data)
+		res, err = tx.ExecContext(ctx, `INSERT INTO ds_messages (group_id, digest, data) VALUES (?, ?, ?)`, groupID, digest[:], data)
 		if err == nil {
 			seq, err = res.LastInsertId()
 		}
@@ -248,6 +263,21 @@ func (d *db) appendMessage(ctx context.Context, groupID []byte, epoch uint64, co
 		return 0, err
 	}
 	return seq, tx.Commit()
+}
+
+// acceptedCommit returns the commit accepted for the group's epoch, with
+// its sequence number, or errNotFound.
+func (d *db) acceptedCommit(ctx context.Context, groupID []byte, epoch uint64) (logEntry, error) {
+	var e logEntry
+	if epoch > 1<<62 {
+		return e, errNotFound
+	}
+	err := d.sql.QueryRowContext(ctx, d.q(`SELECT m.id, m.data FROM ds_commits c JOIN ds_messages m
+		ON m.group_id = c.group_id AND m.digest = c.digest WHERE c.group_id = ? AND c.epoch = ?`), groupID, int64(epoch)).Scan(&e.Seq, &e.Data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, errNotFound
+	}
+	return e, err
 }
 
 type logEntry struct {

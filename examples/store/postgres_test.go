@@ -32,7 +32,7 @@ func openPostgres(t *testing.T, n int) []*Store {
 		}
 		t.Cleanup(func() { db.Close() })
 		if i == 0 {
-			for _, table := range []string{"mls_groups", "mls_key_packages", "mls_psks", "spent_tokens"} {
+			for _, table := range []string{"mls_groups", "mls_key_packages", "mls_psks", "spent_tokens", "token_quotas"} {
 				if _, err := db.ExecContext(ctx, "DROP TABLE IF EXISTS "+table); err != nil {
 					t.Fatal(err)
 				}
@@ -57,6 +57,9 @@ func TestPostgreSQL(t *testing.T) {
 	})
 	t.Run("SpentTokens", func(t *testing.T) {
 		testSpentTokens(t, openPostgres(t, 4))
+	})
+	t.Run("TokenQuotas", func(t *testing.T) {
+		testTokenQuotas(t, openPostgres(t, 3))
 	})
 	t.Run("PSKs", func(t *testing.T) {
 		testPSKs(t, openPostgres(t, 1)[0])
@@ -84,15 +87,15 @@ func TestPostgreSQL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		save(t, s[1], bob, 0, consumed)
+		save(t, s[1], bob, consumed)
 		ref, _ := kp.KeyPackage.Ref()
 		if _, err := s[0].KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {
 			t.Fatalf("key package after join: %v", err)
 		}
-		if _, err := s[0].SaveGroupState(ctx, []byte("other"), 1, []byte("state"), 0, consumed); !errors.Is(err, mls.ErrConflict) {
+		if _, err := s[0].SaveGroupRecords(ctx, []byte("other"), 0, []mls.Record{{Key: []byte("h"), Value: []byte("x")}}, consumed); !errors.Is(err, mls.ErrConflict) {
 			t.Fatalf("reused key package: %v", err)
 		}
-		g, _ := load(t, s[0], bob.GroupID())
+		g := load(t, s[0], bob.GroupID())
 		exchange(t, alice, g)
 	})
 }

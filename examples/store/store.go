@@ -1,5 +1,6 @@
-// Package store keeps MLS group states, KeyPackage private keys, PSKs and
-// spent sealed-sender tokens in an SQL database, through database/sql.
+// Package store keeps MLS groups (as the records of [mls.GroupStore]),
+// KeyPackage private keys, PSKs and spent sealed-sender tokens in an SQL
+// database, through database/sql.
 //
 // It implements [mls.GroupStore], [mls.KeyStore] and
 // [sealedsender.SpentStore]. The same statements run on SQLite (embedded,
@@ -8,9 +9,11 @@
 // with a PostgreSQL driver and pass [PostgreSQL] to [New].
 //
 // Every save is one transaction whose first statement is the conditional
-// write (compare-and-set on the group's revision), so that concurrent
-// writers, in one process or several sharing the database, serialize on
-// the database and exactly one of them wins.
+// write (compare-and-set on the group's revision in mls_groups), followed
+// by the record writes (mls_records, one row per record) and the deletion
+// of what the step consumed, so that concurrent writers, in one process or
+// several sharing the database, serialize on the database and exactly one
+// of them wins, and a crash leaves the whole step or none of it.
 //
 // The stored group states and KeyPackages hold secrets, in the clear:
 // keep the database on encrypted storage. SQLite is opened with
@@ -117,9 +120,12 @@ func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 	for _, stmt := range []string{
 		`CREATE TABLE IF NOT EXISTS mls_groups (
 			group_id ` + d.blob + ` PRIMARY KEY,
-			epoch ` + d.bigint + ` NOT NULL,
-			revision ` + d.bigint + ` NOT NULL,
-			state ` + d.blob + ` NOT NULL)`,
+			revision ` + d.bigint + ` NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS mls_records (
+			group_id ` + d.blob + ` NOT NULL,
+			k ` + d.blob + ` NOT NULL,
+			v ` + d.blob + ` NOT NULL,
+			PRIMARY KEY (group_id, k))`,
 		`CREATE TABLE IF NOT EXISTS mls_key_packages (
 			ref ` + d.blob + ` PRIMARY KEY,
 			data ` + d.blob + ` NOT NULL)`,
@@ -129,6 +135,7 @@ func New(ctx context.Context, db *sql.DB, d Dialect) (*Store, error) {
 		`CREATE TABLE IF NOT EXISTS spent_tokens (
 			digest ` + d.blob + ` PRIMARY KEY,
 			period ` + d.bigint + ` NOT NULL)`,
+		tokenQuotasTable(d),
 	} {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return nil, fmt.Errorf("store: creating tables: %w", err)
@@ -154,49 +161,83 @@ func toInt64(v uint64) (int64, error) {
 	return int64(v), nil
 }
 
-// LoadGroupState implements [mls.GroupStore].
-func (s *Store) LoadGroupState(ctx context.Context, groupID []byte) (*mls.StoredGroup, error) {
-	var epoch, rev int64
-	var state []byte
-	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT epoch, revision, state FROM mls_groups WHERE group_id = ?`), groupID).
-		Scan(&epoch, &rev, &state)
+// LoadGroupRecords implements [mls.GroupStore]. It reads the revision and
+// the records in one transaction on one snapshot (repeatable read on
+// PostgreSQL; SQLite transactions are serializable), so that they belong
+// to one save.
+func (s *Store) LoadGroupRecords(ctx context.Context, groupID []byte) (*mls.StoredGroup, error) {
+	opts := &sql.TxOptions{}
+	if s.d.name != "sqlite" {
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading group: %w", err)
+	}
+	defer tx.Rollback()
+	var rev int64
+	err = tx.QueryRowContext(ctx, s.d.rebind(`SELECT revision FROM mls_groups WHERE group_id = ?`), groupID).Scan(&rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: group state", mls.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: loading group state: %w", err)
+		return nil, fmt.Errorf("store: loading group: %w", err)
 	}
-	return &mls.StoredGroup{State: state, Epoch: uint64(epoch), Revision: uint64(rev)}, nil
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT k, v FROM mls_records WHERE group_id = ?`), groupID)
+	if err != nil {
+		return nil, fmt.Errorf("store: loading group: %w", err)
+	}
+	defer rows.Close()
+	out := &mls.StoredGroup{Revision: uint64(rev)}
+	for rows.Next() {
+		var r mls.Record
+		if err := rows.Scan(&r.Key, &r.Value); err != nil {
+			return nil, fmt.Errorf("store: loading group: %w", err)
+		}
+		out.Records = append(out.Records, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: loading group: %w", err)
+	}
+	return out, nil
 }
 
-// SaveGroupState implements [mls.GroupStore] in one transaction.
-func (s *Store) SaveGroupState(ctx context.Context, groupID []byte, epoch uint64, state []byte, prevRevision uint64, consumed *mls.Consumed) (uint64, error) {
-	e, err := toInt64(epoch)
-	if err != nil {
-		return 0, err
-	}
+// SaveGroupRecords implements [mls.GroupStore] in one transaction whose
+// first statement is the compare-and-set on the revision.
+func (s *Store) SaveGroupRecords(ctx context.Context, groupID []byte, prevRevision uint64, writes []mls.Record, consumed *mls.Consumed) (uint64, error) {
 	prev, err := toInt64(prevRevision)
 	if err != nil || prev == math.MaxInt64 {
 		return 0, fmt.Errorf("store: revision %d out of range", prevRevision)
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("store: saving group state: %w", err)
+		return 0, fmt.Errorf("store: saving group: %w", err)
 	}
 	defer tx.Rollback()
 	var n int64
 	if prev == 0 {
-		n, err = s.exec(ctx, tx, `INSERT INTO mls_groups (group_id, epoch, revision, state) VALUES (?, ?, 1, ?)
-			ON CONFLICT (group_id) DO NOTHING`, groupID, e, state)
+		n, err = s.exec(ctx, tx, `INSERT INTO mls_groups (group_id, revision) VALUES (?, 1)
+			ON CONFLICT (group_id) DO NOTHING`, groupID)
 	} else {
-		n, err = s.exec(ctx, tx, `UPDATE mls_groups SET epoch = ?, revision = revision + 1, state = ?
-			WHERE group_id = ? AND revision = ? AND epoch <= ?`, e, state, groupID, prev, e)
+		n, err = s.exec(ctx, tx, `UPDATE mls_groups SET revision = revision + 1
+			WHERE group_id = ? AND revision = ?`, groupID, prev)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("store: saving group state: %w", err)
+		return 0, fmt.Errorf("store: saving group: %w", err)
 	}
 	if n != 1 {
-		return 0, fmt.Errorf("%w: group state is no longer at revision %d or has a newer epoch", mls.ErrConflict, prevRevision)
+		return 0, fmt.Errorf("%w: group state is no longer at revision %d", mls.ErrConflict, prevRevision)
+	}
+	for _, w := range writes {
+		if w.Value == nil {
+			_, err = s.exec(ctx, tx, `DELETE FROM mls_records WHERE group_id = ? AND k = ?`, groupID, w.Key)
+		} else {
+			_, err = s.exec(ctx, tx, `INSERT INTO mls_records (group_id, k, v) VALUES (?, ?, ?)
+				ON CONFLICT (group_id, k) DO UPDATE SET v = excluded.v`, groupID, w.Key, w.Value)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store: saving group: %w", err)
+		}
 	}
 	if consumed != nil {
 		for _, ref := range consumed.KeyPackages {
@@ -204,7 +245,7 @@ func (s *Store) SaveGroupState(ctx context.Context, groupID []byte, epoch uint64
 				err = fmt.Errorf("%w: key package %x already consumed", mls.ErrConflict, []byte(ref))
 			}
 			if err != nil {
-				return 0, fmt.Errorf("store: saving group state: %w", err)
+				return 0, fmt.Errorf("store: saving group: %w", err)
 			}
 		}
 		for _, id := range consumed.PSKs {
@@ -212,28 +253,39 @@ func (s *Store) SaveGroupState(ctx context.Context, groupID []byte, epoch uint64
 				err = fmt.Errorf("%w: PSK %x already consumed", mls.ErrConflict, id)
 			}
 			if err != nil {
-				return 0, fmt.Errorf("store: saving group state: %w", err)
+				return 0, fmt.Errorf("store: saving group: %w", err)
 			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: saving group state: %w", err)
+		return 0, fmt.Errorf("store: saving group: %w", err)
 	}
 	return prevRevision + 1, nil
 }
 
-// DeleteGroupState implements [mls.GroupStore].
-func (s *Store) DeleteGroupState(ctx context.Context, groupID []byte, prevRevision uint64) error {
+// DeleteGroup implements [mls.GroupStore].
+func (s *Store) DeleteGroup(ctx context.Context, groupID []byte, prevRevision uint64) error {
 	prev, err := toInt64(prevRevision)
 	if err != nil {
 		return err
 	}
-	n, err := s.exec(ctx, s.db, `DELETE FROM mls_groups WHERE group_id = ? AND revision = ?`, groupID, prev)
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: deleting group state: %w", err)
+		return fmt.Errorf("store: deleting group: %w", err)
+	}
+	defer tx.Rollback()
+	n, err := s.exec(ctx, tx, `DELETE FROM mls_groups WHERE group_id = ? AND revision = ?`, groupID, prev)
+	if err != nil {
+		return fmt.Errorf("store: deleting group: %w", err)
 	}
 	if n != 1 {
 		return fmt.Errorf("%w: group state changed or deleted", mls.ErrConflict)
+	}
+	if _, err := s.exec(ctx, tx, `DELETE FROM mls_records WHERE group_id = ?`, groupID); err != nil {
+		return fmt.Errorf("store: deleting group: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: deleting group: %w", err)
 	}
 	return nil
 }
@@ -267,6 +319,45 @@ func (s *Store) KeyPackagePrivate(ctx context.Context, ref mls.KeyPackageRef) (*
 	}
 	defer clear(data)
 	return mls.ParseKeyPackagePrivate(data)
+}
+
+// FindKeyPackage implements [mls.KeyStore] with one query for the
+// client's KeyPackage references, matched in memory against refs (a
+// Welcome may list 100,000), and one for the matching KeyPackage.
+func (s *Store) FindKeyPackage(ctx context.Context, refs []mls.KeyPackageRef) (mls.KeyPackageRef, *mls.KeyPackagePrivate, error) {
+	want := make(map[string]int, len(refs))
+	for i, r := range refs {
+		if _, ok := want[string(r)]; !ok {
+			want[string(r)] = i
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT ref FROM mls_key_packages`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: finding key package: %w", err)
+	}
+	best := -1
+	for rows.Next() {
+		var ref []byte
+		if err := rows.Scan(&ref); err != nil {
+			rows.Close()
+			return nil, nil, fmt.Errorf("store: finding key package: %w", err)
+		}
+		if i, ok := want[string(ref)]; ok && (best < 0 || i < best) {
+			best = i
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("store: finding key package: %w", err)
+	}
+	if best < 0 {
+		return nil, nil, fmt.Errorf("%w: key package", mls.ErrNotFound)
+	}
+	kp, err := s.KeyPackagePrivate(ctx, refs[best])
+	if err != nil {
+		return nil, nil, err
+	}
+	return refs[best], kp, nil
 }
 
 // PutPSK implements [mls.KeyStore].

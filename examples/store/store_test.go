@@ -87,33 +87,20 @@ func newPair(t testing.TB, extra int) (alice, bob *mls.Group) {
 	return alice, bob
 }
 
-func save(t testing.TB, s *Store, g *mls.Group, prev uint64, consumed *mls.Consumed) uint64 {
+func save(t testing.TB, s *Store, g *mls.Group, consumed *mls.Consumed) {
 	t.Helper()
-	state, err := g.MarshalState()
-	if err != nil {
+	if err := mls.SaveGroup(context.Background(), s, g, &mls.SaveOptions{Consumed: consumed}); err != nil {
 		t.Fatal(err)
 	}
-	rev, err := s.SaveGroupState(context.Background(), g.GroupID(), g.Epoch(), state, prev, consumed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rev
 }
 
-func load(t testing.TB, s *Store, groupID []byte) (*mls.Group, uint64) {
+func load(t testing.TB, s *Store, groupID []byte) *mls.Group {
 	t.Helper()
-	sg, err := s.LoadGroupState(context.Background(), groupID)
+	g, err := mls.OpenGroup(context.Background(), s, groupID, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("opening the stored group: %v", err)
 	}
-	g, err := mls.LoadGroup(sg.State, nil)
-	if err != nil {
-		t.Fatalf("loading the stored state: %v", err)
-	}
-	if g.Epoch() != sg.Epoch {
-		t.Fatalf("stored epoch %d, state epoch %d", sg.Epoch, g.Epoch())
-	}
-	return g, sg.Revision
+	return g
 }
 
 // exchange checks that a and b are in the same epoch with the same epoch
@@ -153,35 +140,73 @@ func TestHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, rev := load(t, s, []byte(gid))
+	g := recoverCommit(t, db, s, []byte(gid))
 	fmt.Println("ready")
 	for {
-		// Send (here: log) the commit, then save the epoch it leads to.
-		// A crash between the two leaves the old epoch stored, and the
-		// next run replaces the logged commit of that epoch.
+		// Store the commit, send (here: log) it, then merge and save the
+		// epoch it leads to (the persistence protocol of package mls).
 		pc, err := g.Commit(&mls.CommitOptions{ForcePath: true})
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mls.SavePendingCommit(ctx, s, g, pc, nil); err != nil {
 			t.Fatal(err)
 		}
 		data, err := pc.Commit.Bytes()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)
-			ON CONFLICT (epoch) DO UPDATE SET msg = excluded.msg`, int64(g.Epoch()), data); err != nil {
+		if _, err := db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)`, int64(g.Epoch()), data); err != nil {
 			t.Fatal(err)
 		}
 		if err := g.MergePendingCommit(pc); err != nil {
 			t.Fatal(err)
 		}
-		rev = save(t, s, g, rev, nil)
+		save(t, s, g, nil)
 		fmt.Println("saved", g.Epoch())
 		// And a message, which changes the state within the epoch.
 		if _, err := g.EncryptApplication([]byte("x"), nil); err != nil {
 			t.Fatal(err)
 		}
-		rev = save(t, s, g, rev, nil)
+		save(t, s, g, nil)
 	}
+}
+
+// recoverCommit opens the group and finishes a commit stored before a
+// crash as the delivery service (here: the commit log, which accepts one
+// commit per epoch) decided: merged if logged, sent and merged if nothing
+// was logged for its epoch.
+func recoverCommit(t testing.TB, db *sql.DB, s *Store, gid []byte) *mls.Group {
+	t.Helper()
+	ctx := context.Background()
+	g := load(t, s, gid)
+	pc := g.RecoveredCommit()
+	if pc == nil {
+		return g
+	}
+	var data []byte
+	err := db.QueryRowContext(ctx, `SELECT msg FROM commit_log WHERE epoch = ?`, int64(g.Epoch())).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		if data, err = pc.Commit.Bytes(); err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)`, int64(g.Epoch()), data)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mls.ParseMessage(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pc.Is(msg) {
+		t.Fatal("the log holds another commit: only this process commits")
+	}
+	if err := g.MergePendingCommit(pc); err != nil {
+		t.Fatal(err)
+	}
+	save(t, s, g, nil)
+	return g
 }
 
 // randomInt returns a random integer in [0, n).
@@ -206,12 +231,12 @@ func TestCrashWhileSaving(t *testing.T) {
 	}
 	alice, bob := newPair(t, 30)
 	gid := alice.GroupID()
-	save(t, s, alice, 0, nil)
+	save(t, s, alice, nil)
 
 	const kills = 25
 	progressed := 0
 	for i := range kills {
-		before, _ := load(t, s, gid)
+		before := load(t, s, gid)
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
 		cmd.Env = append(os.Environ(), "E2EE_STORE_CRASH_DB="+path, "E2EE_STORE_CRASH_GROUP="+strconv.Quote(string(gid)))
 		out, err := cmd.StdoutPipe()
@@ -276,10 +301,10 @@ func TestCrashWhileSaving(t *testing.T) {
 			record(l)
 		}
 
-		// The state loads (a torn one would fail its checksum or its
-		// decoding), and is the last epoch the child confirmed or the
-		// one it was saving when it was killed.
-		alice, rev := load(t, s, gid)
+		// The state loads (a torn one would fail its decoding), and is
+		// the last epoch the child confirmed or the one it was saving
+		// when it was killed; a stored pending commit is finished.
+		alice := recoverCommit(t, db, s, gid)
 		if alice.Epoch() != confirmed && alice.Epoch() != confirmed+1 {
 			t.Fatalf("kill %d: stored epoch %d, child confirmed epoch %d", i, alice.Epoch(), confirmed)
 		}
@@ -306,8 +331,9 @@ func TestCrashWhileSaving(t *testing.T) {
 		}
 		// The group goes on: the members agree and can talk.
 		exchange(t, alice, bob)
-		save(t, s, alice, rev, nil)
+		save(t, s, alice, nil)
 		exchange(t, bob, alice)
+		save(t, s, alice, nil)
 	}
 	if progressed == 0 {
 		t.Fatal("the child never saved a new epoch")
@@ -315,7 +341,7 @@ func TestCrashWhileSaving(t *testing.T) {
 	t.Logf("%d kills, %d of them after progress", kills, progressed)
 
 	// A last commit from the reloaded state.
-	alice, rev := load(t, s, gid)
+	alice = load(t, s, gid)
 	pc, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +349,7 @@ func TestCrashWhileSaving(t *testing.T) {
 	if err := alice.MergePendingCommit(pc); err != nil {
 		t.Fatal(err)
 	}
-	save(t, s, alice, rev, nil)
+	save(t, s, alice, nil)
 	res, err := bob.Process(pc.Commit)
 	if err != nil {
 		t.Fatal(err)
@@ -369,33 +395,11 @@ func (ds *deliveryService) PublishGroupInfo(ctx context.Context, groupID []byte,
 	return nil
 }
 
-// prepareCommit loads the group's state from s and creates and merges a
-// commit, without saving it.
-func prepareCommit(ctx context.Context, s *Store, gid []byte) (*mls.Group, *mls.PendingCommit, []byte, uint64, error) {
-	sg, err := s.LoadGroupState(ctx, gid)
-	if err != nil {
-		return nil, nil, nil, 0, err
-	}
-	g, err := mls.LoadGroup(sg.State, nil)
-	if err != nil {
-		return nil, nil, nil, 0, err
-	}
-	pc, err := g.Commit(&mls.CommitOptions{ForcePath: true})
-	if err != nil {
-		return nil, nil, nil, 0, err
-	}
-	if err := g.MergePendingCommit(pc); err != nil {
-		return nil, nil, nil, 0, err
-	}
-	state, err := g.MarshalState()
-	return g, pc, state, sg.Revision, err
-}
-
 // TestConcurrentCommitters runs two writers sharing one member's state in
 // one database (two processes of one device, each with its own database
-// handle): in each round both load the same epoch, commit, and save; one
-// wins, the other gets ErrConflict and sends nothing, and the group never
-// forks.
+// handle): in each round both open the same epoch, commit, and store
+// their commit before sending it (SavePendingCommit); one wins, the other
+// gets ErrConflict and sends nothing, and the group never forks.
 func TestConcurrentCommitters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alice.db")
 	_, s1 := openStore(t, path)
@@ -409,7 +413,7 @@ func testConcurrentCommitters(t *testing.T, s1, s2 *Store) {
 	ctx := context.Background()
 	alice, bob := newPair(t, 0)
 	gid := alice.GroupID()
-	save(t, s1, alice, 0, nil)
+	save(t, s1, alice, nil)
 	ds := &deliveryService{commits: map[string][]*mls.MLSMessage{string(gid): {nil}}} // epoch 0's commit was sent before
 
 	for round := range 10 {
@@ -422,23 +426,36 @@ func testConcurrentCommitters(t *testing.T, s1, s2 *Store) {
 		loaded.Add(2)
 		for w, s := range []*Store{s1, s2} {
 			saved.Go(func() {
-				g, pc, state, rev, err := prepareCommit(ctx, s, gid)
+				g, err := mls.OpenGroup(ctx, s, gid, nil)
+				var pc *mls.PendingCommit
+				if err == nil {
+					pc, err = g.Commit(&mls.CommitOptions{ForcePath: true})
+				}
 				loaded.Done()
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				loaded.Wait() // both have loaded the same revision
-				_, err = s.SaveGroupState(ctx, gid, g.Epoch(), state, rev, nil)
+				loaded.Wait() // both have opened the same revision
+				err = mls.SavePendingCommit(ctx, s, g, pc, nil)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
 				case err == nil:
-					// Saved first: now send. Only the winner ever sends.
+					// Stored first: now send, then merge and save. Only
+					// the winner ever sends.
 					if err := ds.Send(ctx, gid, pc.Commit); err != nil {
 						t.Errorf("writer %d: %v", w, err)
+						return
 					}
 					winners = append(winners, pc.Commit)
+					if err := g.MergePendingCommit(pc); err != nil {
+						t.Error(err)
+						return
+					}
+					if err := mls.SaveGroup(ctx, s, g, nil); err != nil {
+						t.Error(err)
+					}
 				case errors.Is(err, mls.ErrConflict):
 					conflicts++
 				default:
@@ -457,10 +474,11 @@ func testConcurrentCommitters(t *testing.T, s1, s2 *Store) {
 		if err := bob.Merge(res.Commit); err != nil {
 			t.Fatal(err)
 		}
-		a, rev := load(t, s2, gid)
+		a := load(t, s2, gid)
 		exchange(t, a, bob)
-		save(t, s1, a, rev, nil)
+		save(t, s1, a, nil)
 		exchange(t, bob, a)
+		save(t, s1, a, nil)
 	}
 	if n := len(ds.commits[string(gid)]); n != 11 {
 		t.Fatalf("the delivery service accepted %d commits", n)
@@ -505,7 +523,7 @@ func TestKeyPackageConsumed(t *testing.T) {
 	if len(consumed.KeyPackages) != 1 || !bytes.Equal(consumed.KeyPackages[0], ref) {
 		t.Fatal("join did not report the consumed key package")
 	}
-	save(t, s, bob, 0, consumed)
+	save(t, s, bob, consumed)
 	if _, err := s.KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {
 		t.Fatalf("key package after join: %v", err)
 	}
@@ -524,10 +542,10 @@ func TestKeyPackageConsumed(t *testing.T) {
 		t.Fatalf("second join: %v", err)
 	}
 	// A second device racing to save a join with the same KeyPackage loses.
-	if _, err := s.SaveGroupState(ctx, []byte("other"), 1, []byte("state"), 0, consumed); !errors.Is(err, mls.ErrConflict) {
+	if _, err := s.SaveGroupRecords(ctx, []byte("other"), 0, []mls.Record{{Key: []byte("h"), Value: []byte("x")}}, consumed); !errors.Is(err, mls.ErrConflict) {
 		t.Fatalf("reused key package: %v", err)
 	}
-	if _, err := s.LoadGroupState(ctx, []byte("other")); !errors.Is(err, mls.ErrNotFound) {
+	if _, err := s.LoadGroupRecords(ctx, []byte("other")); !errors.Is(err, mls.ErrNotFound) {
 		t.Fatal("a failed save left a state behind")
 	}
 	exchange(t, alice, bob)
@@ -547,7 +565,7 @@ func testPSKs(t *testing.T, s *Store) {
 	if err != nil || string(got) != "secret" {
 		t.Fatal(got, err)
 	}
-	if _, err := s.SaveGroupState(ctx, []byte("g"), 0, []byte("s"), 0, &mls.Consumed{PSKs: [][]byte{[]byte("id")}}); err != nil {
+	if _, err := s.SaveGroupRecords(ctx, []byte("g"), 0, []mls.Record{{Key: []byte("h"), Value: []byte("x")}}, &mls.Consumed{PSKs: [][]byte{[]byte("id")}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.PSK(ctx, []byte("id")); !errors.Is(err, mls.ErrNotFound) {

@@ -20,6 +20,12 @@ func TestVectors(t *testing.T) {
 	vectortest.Run(t, "tree-math", testTreeMath)
 }
 
+// TestGeneratedVectors checks the vectors of ../../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "tree-math", testTreeMath)
+}
+
 func testTreeMath(t *testing.T, v *treeMathVector) {
 	if w := NodeWidth(v.NLeaves); w != v.NNodes {
 		t.Fatalf("NodeWidth(%d) = %d, want %d", v.NLeaves, w, v.NNodes)

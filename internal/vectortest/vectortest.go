@@ -161,3 +161,34 @@ func Run[T any](t *testing.T, stem string, test func(*testing.T, *T)) {
 		}
 	})
 }
+
+// GeneratedDir returns the folder of the vectors this implementation
+// generated, testdata/vectors at the module root (see package testvectors).
+func GeneratedDir() string { return filepath.Join(moduleRoot(), "testdata", "vectors") }
+
+// RunGenerated runs every case of the generated vector file <stem>.json in
+// [GeneratedDir] as the parallel subtest <stem>/<case index> of t, calling
+// test with the decoded case. The files are part of the repository, so a
+// missing or empty file fails t.
+func RunGenerated[T any](t *testing.T, stem string, test func(*testing.T, *T)) {
+	t.Helper()
+	t.Run(stem, func(t *testing.T) {
+		data, err := os.ReadFile(filepath.Join(GeneratedDir(), stem+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vs []T
+		if err := json.Unmarshal(data, &vs); err != nil {
+			t.Fatalf("decoding %s.json: %v", stem, err)
+		}
+		if len(vs) == 0 {
+			t.Fatalf("%s.json holds no cases", stem)
+		}
+		for i, v := range vs {
+			t.Run(strconv.Itoa(i), func(t *testing.T) {
+				t.Parallel()
+				test(t, &v)
+			})
+		}
+	})
+}

@@ -16,6 +16,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/cryptobyte"
+
+	"github.com/microchat/e2ee/internal/errs"
 )
 
 // MaxVarint is the largest value a variable-size vector header can encode
@@ -26,7 +28,7 @@ const MaxVarint = 1<<30 - 1
 // [ErrMalformed] with [errors.Is].
 var (
 	// ErrMalformed is matched by every decoding error of this package.
-	ErrMalformed = errors.New("wire: malformed encoding")
+	ErrMalformed = errs.Malformed("wire: malformed encoding")
 	// ErrTruncated means the input ended before the structure did.
 	ErrTruncated = &malformedError{"wire: input truncated"}
 	// ErrNonMinimal means a varint was not encoded in its shortest form.

@@ -3,8 +3,9 @@ package wire
 import (
 	"bytes"
 	"errors"
-	"strconv"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/microchat/e2ee/internal/vectortest"
 	"golang.org/x/crypto/cryptobyte"
@@ -16,36 +17,37 @@ type deserializationVector struct {
 }
 
 func TestVectors(t *testing.T) {
-	t.Run("deserialization", func(t *testing.T) {
-		for i, v := range vectortest.Load[deserializationVector](t, "deserialization.json") {
-			t.Run(strconv.Itoa(i), func(t *testing.T) {
-				t.Parallel()
-				got, n, err := DecodeVarint(v.VLBytesHeader)
-				if err != nil {
-					t.Fatalf("DecodeVarint(%x): %v", v.VLBytesHeader, err)
-				}
-				if got != v.Length || n != len(v.VLBytesHeader) {
-					t.Fatalf("DecodeVarint(%x) = %d, %d bytes; want %d, %d bytes", v.VLBytesHeader, got, n, v.Length, len(v.VLBytesHeader))
-				}
-				if enc := AppendVarint(nil, v.Length); !bytes.Equal(enc, v.VLBytesHeader) {
-					t.Fatalf("AppendVarint(%d) = %x, want %x", v.Length, enc, v.VLBytesHeader)
-				}
-				// A vector with that header must claim exactly that many bytes,
-				// and be refused when one byte is missing.
-				if v.Length < 1<<16 {
-					body := make([]byte, v.Length)
-					full := append(append([]byte{}, v.VLBytesHeader...), body...)
-					var out []byte
-					if err := Parse(full, func(s *cryptobyte.String) bool { return ReadVarintBytes(s, &out) }); err != nil || len(out) != int(v.Length) {
-						t.Fatalf("ReadVarintBytes: len %d, err %v", len(out), err)
-					}
-					if err := Parse(full[:len(full)-1], func(s *cryptobyte.String) bool { return ReadVarintBytes(s, &out) }); v.Length > 0 && !errors.Is(err, ErrMalformed) {
-						t.Fatalf("truncated vector: err = %v, want ErrMalformed", err)
-					}
-				}
-			})
+	vectortest.Run(t, "deserialization", testDeserialization)
+}
+
+// TestGeneratedVectors checks the vectors of ../../testdata/vectors, which
+// package testvectors generates, with the same checks.
+func TestGeneratedVectors(t *testing.T) {
+	vectortest.RunGenerated(t, "deserialization", testDeserialization)
+}
+
+func testDeserialization(t *testing.T, v *deserializationVector) {
+	got, n, err := DecodeVarint(v.VLBytesHeader)
+	require.NoError(t, err, "DecodeVarint(%x)", v.VLBytesHeader)
+	if got != v.Length || n != len(v.VLBytesHeader) {
+		t.Fatalf("DecodeVarint(%x) = %d, %d bytes; want %d, %d bytes", v.VLBytesHeader, got, n, v.Length, len(v.VLBytesHeader))
+	}
+	if enc := AppendVarint(nil, v.Length); !bytes.Equal(enc, v.VLBytesHeader) {
+		t.Fatalf("AppendVarint(%d) = %x, want %x", v.Length, enc, v.VLBytesHeader)
+	}
+	// A vector with that header must claim exactly that many bytes,
+	// and be refused when one byte is missing.
+	if v.Length < 1<<16 {
+		body := make([]byte, v.Length)
+		full := append(append([]byte{}, v.VLBytesHeader...), body...)
+		var out []byte
+		if err := Parse(full, func(s *cryptobyte.String) bool { return ReadVarintBytes(s, &out) }); err != nil || len(out) != int(v.Length) {
+			t.Fatalf("ReadVarintBytes: len %d, err %v", len(out), err)
 		}
-	})
+		if err := Parse(full[:len(full)-1], func(s *cryptobyte.String) bool { return ReadVarintBytes(s, &out) }); v.Length > 0 && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("truncated vector: err = %v, want ErrMalformed", err)
+		}
+	}
 }
 
 func TestDecodeVarintErrors(t *testing.T) {
@@ -183,9 +185,7 @@ func FuzzVarintBytes(f *testing.F) {
 			})
 		})
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("unknown error %v", err)
-			}
+			require.ErrorIs(t, err, ErrMalformed, "unknown error")
 			return
 		}
 		enc, err := Marshal(func(b *cryptobyte.Builder) {
@@ -195,11 +195,7 @@ func FuzzVarintBytes(f *testing.F) {
 				}
 			})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(enc, data) {
-			t.Fatalf("re-encoding gave %x, input was %x", enc, data)
-		}
+		require.NoError(t, err)
+		require.Equal(t, data, enc, "re-encoding gave")
 	})
 }

@@ -24,9 +24,12 @@
 // proves.
 //
 // A check that does not refuse peer input (an error marshaling our own
-// data, a misuse of the API by the caller) is marked with a comment
-// `// mutants:skip <reason>` on the line of the if or the line above it,
-// and is not mutated.
+// data, a misuse of the API by the caller, the sending side) is not
+// mutated when it is listed, with the reason, in
+// internal/cmd/mutants/skip.txt (by file, function and check text, so the
+// list survives edits elsewhere in the file; see readSkipFile), or marked
+// with a comment `// mutants:skip <reason>` on the line of the if or the
+// line above it.
 //
 // Run it from the module root, niced, as it runs the tests once per
 // mutant:
@@ -66,6 +69,7 @@ import (
 type mutant struct {
 	pkg   string // package directory, e.g. "mls"
 	file  string // path relative to the module root
+	fn    string // the enclosing function declaration
 	line  int
 	kind  string // "if", "or" (one operand of a ||) or "default"
 	start int    // byte offsets of the replaced text
@@ -87,15 +91,17 @@ var testPkgs = map[string][]string{
 
 func main() {
 	var (
-		pkgs    = flag.String("pkgs", "mls,treekem", "comma-separated package directories to mutate")
-		files   = flag.String("files", "", "comma-separated file base names to mutate (default all non-test files)")
-		sites   = flag.String("sites", "", "comma-separated file:line sites to mutate (default all)")
-		list    = flag.Bool("list", false, "only list the mutants")
-		all     = flag.Bool("all", false, "also mutate error propagation after calls with several results")
-		run     = flag.String("run", "", "passed to go test -run")
-		skip    = flag.String("skip", "", "passed to go test -skip (a quick screen: confirm survivors without it)")
-		timeout = flag.Duration("timeout", 4*time.Minute, "time limit per mutant and package")
-		verbose = flag.Bool("v", false, "print the test output of surviving and unbuildable mutants")
+		pkgs     = flag.String("pkgs", "mls,treekem", "comma-separated package directories to mutate")
+		files    = flag.String("files", "", "comma-separated file base names to mutate (default all non-test files)")
+		sites    = flag.String("sites", "", "comma-separated file:line sites to mutate (default all)")
+		list     = flag.Bool("list", false, "only list the mutants")
+		all      = flag.Bool("all", false, "also mutate error propagation after calls with several results")
+		run      = flag.String("run", "", "passed to go test -run")
+		skip     = flag.String("skip", "", "passed to go test -skip (a quick screen: confirm survivors without it)")
+		first    = flag.String("first", "", "a -run pattern of tests tried first for each mutant; the rest run only if they all pass")
+		timeout  = flag.Duration("timeout", 4*time.Minute, "time limit per mutant and package")
+		skipFile = flag.String("skipfile", "internal/cmd/mutants/skip.txt", "file of checks not to mutate (see the package comment)")
+		verbose  = flag.Bool("v", false, "print the test output of surviving and unbuildable mutants")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: go run ./internal/cmd/mutants [flags]\n")
@@ -116,12 +122,33 @@ func main() {
 		}
 		ms = append(ms, found...)
 	}
+	skips, err := readSkipFile(*skipFile)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	used := map[string]bool{}
+	ms = slices.DeleteFunc(ms, func(m *mutant) bool {
+		for _, k := range []string{m.file + "\t*\t*", m.file + "\t" + m.fn + "\t*", m.file + "\t" + m.fn + "\t" + m.text} {
+			if skips[k] {
+				used[k] = true
+				return true
+			}
+		}
+		return false
+	})
+	if *files == "" && *sites == "" {
+		for k := range skips {
+			if !used[k] && slices.Contains(split(*pkgs), strings.Split(k, "/")[0]) {
+				fmt.Fprintf(os.Stderr, "mutants: skip entry matches no check (stale?): %s\n", strings.ReplaceAll(k, "\t", " | "))
+			}
+		}
+	}
 	if want := split(*sites); len(want) > 0 {
 		ms = slices.DeleteFunc(ms, func(m *mutant) bool { return !slices.Contains(want, m.site()) })
 	}
 	if *list {
 		for _, m := range ms {
-			fmt.Printf("%s\t%s\t%s\n", m.site(), m.kind, m.text)
+			fmt.Printf("%s\t%s\t%s\t%s\n", m.site(), m.fn, m.kind, m.text)
 		}
 		fmt.Printf("%d mutants\n", len(ms))
 		return
@@ -150,11 +177,11 @@ func main() {
 		bins := buildSchema(tmp, pkg, byPkg[pkg])
 		counts[pkg] = &tally{}
 		// Without a mutant, every test must pass.
-		if res, out := runTests(bins, 0, *run, *skip, *timeout); res != "SURVIVED" {
+		if res, out := runTests(bins, 0, "", *run, *skip, *timeout); res != "SURVIVED" {
 			fatalf("the tests of %s fail without a mutant:\n%s", pkg, out)
 		}
 		for _, m := range byPkg[pkg] {
-			res, out := runTests(bins, m.id, *run, *skip, *timeout)
+			res, out := runTests(bins, m.id, *first, *run, *skip, *timeout)
 			by := ""
 			if res == "KILLED" {
 				by = "\tby " + failedTest(out)
@@ -267,8 +294,14 @@ func (m *mutant) schema() string {
 }
 
 // runTests runs the test binaries in order with mutant id chosen, and
-// returns the verdict and the output of the last one.
-func runTests(bins []testBinary, id int, run, skip string, timeout time.Duration) (string, []byte) {
+// returns the verdict and the output of the last one. If first is set,
+// the tests it matches run first in each binary.
+func runTests(bins []testBinary, id int, first, run, skip string, timeout time.Duration) (string, []byte) {
+	if first != "" {
+		if res, out := runTests(bins, id, "", first, skip, timeout); res != "SURVIVED" {
+			return res, out
+		}
+	}
 	var out []byte
 	for _, b := range bins {
 		args := []string{"-test.count=1", "-test.failfast", "-test.timeout=" + timeout.String()}
@@ -316,6 +349,32 @@ func failedTest(out []byte) string {
 	return "?"
 }
 
+// readSkipFile reads the checks not to mutate: one per line, as
+// "file<TAB>function<TAB>check text<TAB>reason", the first three exactly
+// as -list prints them; a function or check of "*" matches all. Lines
+// starting with # are comments.
+func readSkipFile(path string) (map[string]bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	skips := map[string]bool{}
+	for i, line := range strings.Split(string(data), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) < 4 || strings.TrimSpace(f[3]) == "" {
+			return nil, fmt.Errorf("%s:%d: want file, function, check and reason separated by tabs", path, i+1)
+		}
+		skips[f[0]+"\t"+f[1]+"\t"+f[2]] = true
+	}
+	return skips, nil
+}
+
 // findMutants parses the non-test files of pkg and returns their checks.
 func findMutants(pkg string, only []string, all bool) ([]*mutant, error) {
 	paths, err := filepath.Glob(filepath.Join(pkg, "*.go"))
@@ -340,6 +399,7 @@ func findMutants(pkg string, only []string, all bool) ([]*mutant, error) {
 		v := &visitor{pkg: pkg, path: path, fset: fset, src: src, all: all, skip: skipLines(fset, f)}
 		for _, d := range f.Decls {
 			if fd, ok := d.(*ast.FuncDecl); ok && fd.Body != nil {
+				v.funcName = fd.Name.Name
 				v.fn(fd.Type, fd.Body)
 			}
 		}
@@ -367,6 +427,7 @@ type visitor struct {
 	src       []byte
 	all       bool
 	skip      map[int]bool
+	funcName  string
 	out       []*mutant
 }
 
@@ -532,7 +593,7 @@ func (v *visitor) off(p token.Pos) int { return v.fset.Position(p).Offset }
 
 func (v *visitor) add(kind string, pos token.Pos, start, end int, text string) {
 	v.out = append(v.out, &mutant{
-		pkg: v.pkg, file: filepath.ToSlash(v.path), line: v.fset.Position(pos).Line,
+		pkg: v.pkg, file: filepath.ToSlash(v.path), fn: v.funcName, line: v.fset.Position(pos).Line,
 		kind: kind, start: start, end: end, orig: string(v.src[start:end]), text: text,
 	})
 }
