@@ -357,7 +357,7 @@ func BenchmarkHostile(b *testing.B) {
 // same tree correctly signed is rejected as malformed.
 func TestForgedGroupInfoRejectedBeforeDecode(t *testing.T) {
 	h := newHostileGroup(t)
-	msg, err := h.alice.g.GroupInfo(true, true)
+	msg, err := h.alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
 	require.NoError(t, err)
 	gi := *msg.GroupInfo
 	tree := h.alice.g.state.tree
