@@ -583,13 +583,20 @@ func (t *Tree) Bytes() []byte { return wire.MustMarshal(t.Marshal) }
 // structure match [ErrInvalidTree]; an even-length array also matches
 // [ErrMalformed]. Validate the contents with [Tree.Validate].
 func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
+	// The nodes' byte strings point into one private copy of the input
+	// rather than into an allocation each.
+	return ParseTreeInPlace(cs, append(make([]byte, 0, len(data)), data...))
+}
+
+// ParseTreeInPlace is [ParseTree] without the copy of data: the tree's
+// nodes point into it, so the caller must never modify data afterwards
+// (use it on a buffer of its own, such as a decrypted GroupInfo). Most
+// users won't need it.
+func ParseTreeInPlace(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if !cs.Supported() {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
 	}
 	t := NewTree(cs)
-	// The nodes' byte strings point into one private copy of the input
-	// rather than into an allocation each.
-	data = append(make([]byte, 0, len(data)), data...)
 	if err := wire.Parse(data, t.unmarshalNodes); err != nil {
 		return nil, fmt.Errorf("%w: ratchet tree: %w", ErrMalformed, err)
 	}
