@@ -167,7 +167,7 @@ func (c *client) issuer(ctx context.Context, groupID []byte) (*sealedsender.Priv
 	base.RedemptionContext = nil
 	if c.wallet.base == nil {
 		c.wallet.base = &base
-	} else if c.wallet.base.TokenType != base.TokenType || c.wallet.base.IssuerName != base.IssuerName || c.wallet.base.OriginInfo != base.OriginInfo {
+	} else if !sameChallenge(c.wallet.base, &base) {
 		return nil, fmt.Errorf("the server gave this group another challenge: %w", sealedsender.ErrKeyMismatch)
 	}
 	cfg := &sealedsender.ClientConfig{Period: tokenPeriod}
@@ -186,6 +186,12 @@ func (c *client) issuer(ctx context.Context, groupID []byte) (*sealedsender.Priv
 		return nil, fmt.Errorf("the server's challenge names another key than its directory: %w", sealedsender.ErrKeyMismatch)
 	}
 	return c.wallet.pp, nil
+}
+
+// sameChallenge reports whether two base challenges are the same.
+func sameChallenge(a, b *sealedsender.TokenChallenge) bool {
+	return a.TokenType == b.TokenType && a.IssuerName == b.IssuerName && a.OriginInfo == b.OriginInfo &&
+		bytes.Equal(a.RedemptionContext, b.RedemptionContext)
 }
 
 // refill fetches a batch of tokens for m's group if its stock is low, and
