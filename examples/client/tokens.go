@@ -148,6 +148,42 @@ func (m *member) seal(msg *mls.MLSMessage) ([]byte, storedToken, []mls.Record, e
 	return env, t, []mls.Record{del}, nil
 }
 
+// sendEnvelope sends a sealed envelope saved under the app record key
+// recordKey. If the server refuses its token (it expired while the
+// envelope waited, or the issuer's keys changed), it seals the same
+// message again with another token of the stock, saves that envelope in
+// place of the first, and sends it: the message is never encrypted again,
+// so no key is reused, and no token is fetched on the way.
+func (c *client) sendEnvelope(ctx context.Context, m *member, env []byte, recordKey string) (int64, error) {
+	seq, err := c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	if !errors.Is(err, errUnauthorized) {
+		return seq, err
+	}
+	c.out.printf("[%s] the server refused a token (%v); sealing the message again", m.name, err)
+	e, err := sealedsender.ParseEnvelope(env)
+	if err != nil {
+		return 0, err
+	}
+	msg, err := mls.ParseMessage(e.Message)
+	if err != nil {
+		return 0, err
+	}
+	recs := m.dropExpired(time.Now())
+	env, tok, del, err := m.seal(msg)
+	if err != nil {
+		if len(recs) > 0 {
+			c.save(ctx, m, nil, recs...)
+		}
+		return 0, err
+	}
+	recs = append(append(recs, del...), mls.Record{Key: []byte(recordKey), Value: env})
+	if err := c.save(ctx, m, nil, recs...); err != nil {
+		return 0, err
+	}
+	delete(m.tokens, tok.key)
+	return c.ds.sendSealed(ctx, m.g.GroupID(), env)
+}
+
 // issuer returns the client's Privacy Pass client for the current
 // period, checking what the server gives: the directory's keys
 // (unexpected periods refused), and the group's challenge, which must be

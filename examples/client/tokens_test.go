@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/microchat/e2ee/examples/store"
 	"github.com/microchat/e2ee/mls"
 	"github.com/microchat/e2ee/sealedsender"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -189,4 +193,76 @@ func TestViewMismatch(t *testing.T) {
 	require.Contains(t, bobOut.String(), "WARNING")
 	_, err = bob.issuer(ctx, gid)
 	require.ErrorIs(t, err, sealedsender.ErrKeyMismatch, "no more tokens with this view")
+}
+
+// TestResealRefusedToken checks that an envelope whose token the server
+// refuses (expired while it waited in the outbox) is sealed again with
+// another token of the stock, around the same message, and saved in place
+// of the first before it is sent.
+func TestResealRefusedToken(t *testing.T) {
+	ctx := context.Background()
+	tok1, tok2 := bytes.Repeat([]byte{1}, 40), bytes.Repeat([]byte{2}, 40)
+	var got [][]byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		e, err := sealedsender.ParseEnvelope(body)
+		if !assert.NoError(t, err) {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		got = append(got, e.Message)
+		if bytes.Equal(e.Token, tok1) {
+			http.Error(w, "expired", http.StatusUnauthorized)
+			return
+		}
+		w.Write([]byte(`{"seq": 7}`))
+	}))
+	defer srv.Close()
+
+	c, out := testClient(srv.URL)
+	db, err := store.OpenSQLite(filepath.Join(t.TempDir(), "c.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	c.store, err = store.New(ctx, db, store.SQLite)
+	require.NoError(t, err)
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	sig, err := cs.GenerateSignatureKey()
+	require.NoError(t, err)
+	g, err := mls.NewGroup(cs, mls.Credential{Type: mls.CredentialBasic, Identity: []byte("alice")}, sig,
+		&mls.GroupOptions{GroupID: []byte("g")}, &mls.Config{Handshake: mls.HandshakePrivate})
+	require.NoError(t, err)
+	m := newMember("g", g)
+	now := periodOf(time.Now()) * int64(tokenPeriod/time.Second)
+	m.tokens["token/2"] = storedToken{key: "token/2", notBefore: now, token: tok2}
+	require.NoError(t, c.save(ctx, m, nil, tokenRecord(m.tokens["token/2"])))
+
+	msg, err := g.EncryptApplication([]byte("hello"), nil)
+	require.NoError(t, err)
+	env, err := sealedsender.SealMessage(sealedsender.SchemePrivacyPass, tok1, msg, nil)
+	require.NoError(t, err)
+	require.NoError(t, c.save(ctx, m, nil, mls.Record{Key: []byte("outbox-sealed"), Value: env}))
+
+	seq, err := c.sendEnvelope(ctx, m, env, "outbox-sealed")
+	require.NoError(t, err)
+	require.Equal(t, int64(7), seq)
+	require.Len(t, got, 2)
+	require.Equal(t, got[0], got[1], "the same message, not encrypted again")
+	require.Empty(t, m.tokens)
+	require.Contains(t, out.String(), "refused a token")
+	recs, err := mls.LoadAppRecords(ctx, c.store, []byte("g"))
+	require.NoError(t, err)
+	var saved []byte
+	for _, r := range recs {
+		require.NotEqual(t, "token/2", string(r.Key), "the token left the stored stock")
+		if string(r.Key) == "outbox-sealed" {
+			saved = r.Value
+		}
+	}
+	e, err := sealedsender.ParseEnvelope(saved)
+	require.NoError(t, err)
+	require.Equal(t, tok2, e.Token, "the new envelope replaced the first in the outbox")
+
+	// With no token left, the refusal is reported as such.
+	_, err = c.sendEnvelope(ctx, m, env, "outbox-sealed")
+	require.ErrorIs(t, err, errNoTokens)
 }
