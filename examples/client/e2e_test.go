@@ -344,7 +344,7 @@ func checkTokenOnce(t *testing.T, url string) {
 	seq, err := ds.sendSealed(ctx, groupID, first)
 	require.NoError(t, err)
 	_, err = ds.sendSealed(ctx, groupID, envelope("second"))
-	require.ErrorContains(t, err, "401")
+	require.ErrorIs(t, err, errUnauthorized)
 	require.ErrorContains(t, err, sealedsender.ErrDoubleSpend.Error())
 	again, err := ds.sendSealed(ctx, groupID, first)
 	require.NoError(t, err)
