@@ -24,6 +24,7 @@ type sealedEnv struct {
 	t    *testing.T
 	path string
 	d    *db
+	tk   *tokens
 	srv  *httptest.Server
 	pp   *sealedsender.PrivacyPassClient
 }
@@ -61,7 +62,7 @@ func (e *sealedEnv) start() {
 	require.NoError(e.t, err)
 	tk, err := newTokens(ctx, d, time.Now)
 	require.NoError(e.t, err)
-	e.d, e.srv = d, httptest.NewServer(newHandler(d, tk))
+	e.d, e.tk, e.srv = d, tk, httptest.NewServer(newHandler(d, tk))
 	e.t.Cleanup(func() { e.srv.Close(); d.sql.Close() })
 }
 
@@ -291,4 +292,38 @@ func TestTokenIssuance(t *testing.T) {
 	status, body, h := e.issue("bob", req)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	require.Equal(t, "application/private-token-response", h.Get("Content-Type"))
+}
+
+// TestVerifyRateLimit checks the rate-limit hook: past the per-group
+// limit, a valid token is refused with 429, unverified and unspent, and
+// goes through once the window has passed. Tokens that fail the cheap
+// checks leave nothing in the database.
+func TestVerifyRateLimit(t *testing.T) {
+	e := newSealedEnv(t)
+	g := testGroup(t, "group-r")
+	id := g.GroupID()
+	now := time.Now()
+	e.tk.limiter.perGroup = 1
+	e.tk.limiter.now = func() time.Time { return now }
+
+	status, _, msg := e.post(id, "envelopes", seal(t, e.token("alice", id), encrypt(t, g, "one")))
+	require.Equal(t, http.StatusOK, status, msg)
+	env := seal(t, e.token("alice", id), encrypt(t, g, "two"))
+	status, _, msg = e.post(id, "envelopes", env)
+	require.Equal(t, http.StatusTooManyRequests, status)
+	assert.Contains(t, msg, sealedsender.ErrRateLimited.Error())
+	now = now.Add(time.Minute)
+	status, _, msg = e.post(id, "envelopes", env)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// A token for another group, and a truncated one: refused before any
+	// write.
+	var before, after int
+	require.NoError(t, e.d.sql.QueryRow(`SELECT COUNT(*) FROM ds_token_uses`).Scan(&before))
+	status, _, _ = e.post(id, "envelopes", seal(t, e.token("alice", []byte("elsewhere")), encrypt(t, g, "three")))
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _, _ = e.post(id, "envelopes", seal(t, []byte{0, 1, 2}, encrypt(t, g, "four")))
+	require.Equal(t, http.StatusBadRequest, status)
+	require.NoError(t, e.d.sql.QueryRow(`SELECT COUNT(*) FROM ds_token_uses`).Scan(&after))
+	require.Equal(t, before, after)
 }
