@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -45,8 +46,8 @@ import (
 //
 // Key consistency: the client refuses issuer keys for periods it does not
 // expect (sealedsender.NewKeyView, through NewPrivacyPassClient), pins the
-// challenge it was given, refuses a group challenge that is not that
-// challenge bound to the group or names another key, and puts its view's
+// challenge it was given, refuses a challenge that is not bound to the
+// group asked about or names another key than the directory, and puts its view's
 // tag (sealedsender.KeyView.Tag) in the authenticated data of every
 // message it sends; receivers check it against their own view. A mismatch
 // means the server gave someone a key of their own, to recognize their
@@ -185,43 +186,51 @@ func (c *client) sendEnvelope(ctx context.Context, m *member, env []byte, record
 }
 
 // issuer returns the client's Privacy Pass client for the current
-// period, checking what the server gives: the directory's keys
-// (unexpected periods refused), and the group's challenge, which must be
-// the pinned base challenge bound to groupID, with the current key.
-func (c *client) issuer(ctx context.Context, groupID []byte) (*sealedsender.PrivacyPassClient, error) {
+// period. Once a period it fetches and checks what the server gives: the
+// directory's keys (unexpected periods refused) and a challenge, which
+// must be bound to the group asked about, be the challenge pinned at the
+// first fetch, and name the directory's current key. It asks for the
+// challenge of a random group ID: the client binds tokens to its groups
+// itself (TokenChallenge.ForGroup), so that neither the challenge request
+// nor the token requests tell the issuer which group the tokens are for.
+func (c *client) issuer(ctx context.Context) (*sealedsender.PrivacyPassClient, error) {
 	if c.wallet.mismatch != nil {
 		return nil, c.wallet.mismatch
 	}
-	ch, err := c.ds.challenge(ctx, groupID)
+	p := periodOf(time.Now())
+	if c.wallet.pp != nil && c.wallet.period == p {
+		return c.wallet.pp, nil
+	}
+	probe := make([]byte, 32)
+	rand.Read(probe)
+	ch, err := c.ds.challenge(ctx, probe)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(ch.Challenge.RedemptionContext, sealedsender.GroupRedemptionContext(groupID)) {
-		return nil, fmt.Errorf("the server's challenge is not bound to this group: %w", sealedsender.ErrUnexpectedKey)
+	if !bytes.Equal(ch.Challenge.RedemptionContext, sealedsender.GroupRedemptionContext(probe)) {
+		return nil, fmt.Errorf("the server's challenge is not bound to the group asked about: %w", sealedsender.ErrUnexpectedKey)
 	}
 	base := *ch.Challenge
 	base.RedemptionContext = nil
-	if c.wallet.base == nil {
-		c.wallet.base = &base
-	} else if !sameChallenge(c.wallet.base, &base) {
-		return nil, fmt.Errorf("the server gave this group another challenge: %w", sealedsender.ErrKeyMismatch)
+	if c.wallet.base != nil && !sameChallenge(c.wallet.base, &base) {
+		return nil, fmt.Errorf("the server gave another challenge than before: %w", sealedsender.ErrKeyMismatch)
 	}
-	cfg := &sealedsender.ClientConfig{Period: tokenPeriod}
-	if p := periodOf(time.Now()); c.wallet.pp == nil || c.wallet.period != p {
-		dir, err := c.ds.issuerDirectory(ctx)
-		if err != nil {
-			return nil, err
-		}
-		pp, err := sealedsender.NewPrivacyPassClient(dir, &base, cfg)
-		if err != nil {
-			return nil, err
-		}
-		c.wallet.pp, c.wallet.period = pp, p
+	dir, err := c.ds.issuerDirectory(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if ch.TokenKey != nil && !bytes.Equal(ch.TokenKey, c.wallet.pp.Key().PublicKey) {
+	pp, err := sealedsender.NewPrivacyPassClient(dir, &base, &sealedsender.ClientConfig{Period: tokenPeriod})
+	if err != nil {
+		return nil, err
+	}
+	if ch.TokenKey != nil && !bytes.Equal(ch.TokenKey, pp.Key().PublicKey) {
 		return nil, fmt.Errorf("the server's challenge names another key than its directory: %w", sealedsender.ErrKeyMismatch)
 	}
-	return c.wallet.pp, nil
+	if c.wallet.base == nil {
+		c.wallet.base = &base
+	}
+	c.wallet.pp, c.wallet.period = pp, p
+	return pp, nil
 }
 
 // sameChallenge reports whether two base challenges are the same.
@@ -241,7 +250,7 @@ func (c *client) refill(ctx context.Context, m *member) error {
 		}
 		return nil
 	}
-	pp, err := c.issuer(ctx, m.g.GroupID())
+	pp, err := c.issuer(ctx)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -72,7 +73,11 @@ func (f *fakeIssuer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b, _ := f.dir().Bytes()
 		w.Write(b)
 	case strings.HasSuffix(r.URL.Path, "/envelopes"):
-		gid := []byte("g")
+		gid, err := hex.DecodeString(strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v1/groups/"), "/envelopes"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", f.challenge(gid).String())
 		w.WriteHeader(http.StatusUnauthorized)
 	default:
@@ -91,7 +96,6 @@ func testClient(url string) (*client, *bytes.Buffer) {
 // than the directory, and keys for periods it does not expect.
 func TestIssuerChecks(t *testing.T) {
 	ctx := context.Background()
-	gid := []byte("g")
 	master := make([]byte, sealedsender.MasterSecretSize)
 	rand.Read(master)
 	iss := newIssuerWithMaster(t, "issuer.example", master)
@@ -101,13 +105,18 @@ func TestIssuerChecks(t *testing.T) {
 	defer srv.Close()
 
 	c, _ := testClient(srv.URL)
-	pp, err := c.issuer(ctx, gid)
+	pp, err := c.issuer(ctx)
 	require.NoError(t, err)
 	want, err := iss.Keys()
 	require.NoError(t, err)
 	require.Equal(t, want.Keys[1].PublicKey, pp.Key().PublicKey, "the current period's key")
 
+	// Each check runs when the client next fetches the issuer's keys (the
+	// next period, simulated by forgetting the current client).
+	next := func() { c.wallet.pp = nil }
+
 	// A challenge bound to another group (or to this client alone).
+	next()
 	f.mu.Lock()
 	f.challenge = func([]byte) *sealedsender.AuthChallenge {
 		ch, err := iss.AuthChallenge([]byte("another group"), 60)
@@ -115,13 +124,14 @@ func TestIssuerChecks(t *testing.T) {
 		return ch
 	}
 	f.mu.Unlock()
-	_, err = c.issuer(ctx, gid)
+	_, err = c.issuer(ctx)
 	require.ErrorIs(t, err, sealedsender.ErrUnexpectedKey)
 
 	// A challenge other than the pinned one, with the same keys.
 	other := newIssuerWithMaster(t, "other.example", master)
 	f.honestly(t, other)
-	_, err = c.issuer(ctx, gid)
+	next()
+	_, err = c.issuer(ctx)
 	require.ErrorIs(t, err, sealedsender.ErrKeyMismatch)
 
 	// A challenge naming a key of its own, the directory the common one.
@@ -134,7 +144,8 @@ func TestIssuerChecks(t *testing.T) {
 		return ch
 	}
 	f.mu.Unlock()
-	_, err = c.issuer(ctx, gid)
+	next()
+	_, err = c.issuer(ctx)
 	require.ErrorIs(t, err, sealedsender.ErrKeyMismatch)
 
 	// A directory with a key for a period far ahead, for a fresh client.
@@ -148,7 +159,7 @@ func TestIssuerChecks(t *testing.T) {
 	}
 	f.mu.Unlock()
 	fresh, _ := testClient(srv.URL)
-	_, err = fresh.issuer(ctx, gid)
+	_, err = fresh.issuer(ctx)
 	require.ErrorIs(t, err, sealedsender.ErrUnexpectedKey)
 }
 
@@ -171,7 +182,7 @@ func TestViewMismatch(t *testing.T) {
 	bob, bobOut := testClient(srvCommon.URL)
 	tagged, _ := testClient(srvOwn.URL)
 	for _, c := range []*client{alice, bob, tagged} {
-		_, err := c.issuer(ctx, gid)
+		_, err := c.issuer(ctx)
 		require.NoError(t, err)
 	}
 	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
@@ -191,7 +202,7 @@ func TestViewMismatch(t *testing.T) {
 	bob.checkView(m, received(tagged))
 	require.ErrorIs(t, bob.wallet.mismatch, sealedsender.ErrKeyMismatch)
 	require.Contains(t, bobOut.String(), "WARNING")
-	_, err = bob.issuer(ctx, gid)
+	_, err = bob.issuer(ctx)
 	require.ErrorIs(t, err, sealedsender.ErrKeyMismatch, "no more tokens with this view")
 }
 
