@@ -64,6 +64,7 @@ type tokenStore interface {
 
 type dsGroup struct {
 	committed map[uint64][]byte // epoch -> the commit accepted for it
+	delivered map[[32]byte]bool // messages fanned out: a resend is delivered once
 	groupInfo []byte
 	inboxes   map[string][][]byte
 }
@@ -208,6 +209,14 @@ func (ds *deliveryService) fanOut(groupID []byte, epoch uint64, commit bool, msg
 		}
 		g.committed[epoch] = msg
 	}
+	if g.delivered == nil {
+		g.delivered = map[[32]byte]bool{}
+	}
+	h := sha256.Sum256(msg)
+	if g.delivered[h] {
+		return nil // sent again after a crash (mls.Transport.Send)
+	}
+	g.delivered[h] = true
 	for k := range g.inboxes {
 		g.inboxes[k] = append(g.inboxes[k], msg)
 	}
