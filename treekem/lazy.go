@@ -78,11 +78,7 @@ var ErrLeafIndexRange = errors.New("treekem: leaf index out of range")
 // skipParentNode reads past a ParentNode.
 func skipParentNode(s *cryptobyte.String) bool {
 	var um cryptobyte.String
-	if !wire.SkipVarintBytes(s) { // encryption_key
-		return false
-	}
-	return wire.SkipVarintBytes(s) && // parent_hash
-		wire.ReadVarintPrefixed(s, &um) && len(um)%4 == 0
+	return wire.SkipVarintBytesN(s, 2) && wire.ReadVarintPrefixed(s, &um) && len(um)%4 == 0
 }
 
 // skipLeafNode reads past a LeafNode, as [LeafNode.Unmarshal] would accept
