@@ -209,6 +209,13 @@ func privateContent(t testing.TB, g *Group, signer *hpke.SignaturePrivateKey, c 
 // PSKs.
 func resealWelcome(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, signer *hpke.SignaturePrivateKey, edit func(gi *GroupInfo, gs *GroupSecrets)) *MLSMessage {
 	t.Helper()
+	return resealWelcomeSuffix(t, w, kp, signer, edit, nil)
+}
+
+// resealWelcomeSuffix is resealWelcome that appends suffix to the encoded
+// GroupSecrets before encrypting them.
+func resealWelcomeSuffix(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, signer *hpke.SignaturePrivateKey, edit func(gi *GroupInfo, gs *GroupSecrets), suffix []byte) *MLSMessage {
+	t.Helper()
 	wel := transmit(t, w).Welcome
 	cs := wel.CipherSuite
 	gs, err := decryptGroupSecrets(wel, kp)
@@ -231,6 +238,7 @@ func resealWelcome(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, signer *h
 	require.NoError(t, err)
 	gsBytes, err := wire.Marshal(gs.marshal)
 	require.NoError(t, err)
+	gsBytes = append(gsBytes, suffix...)
 	for i := range wel.Secrets {
 		if bytes.Equal(wel.Secrets[i].NewMember, ref) {
 			e := &wel.Secrets[i].EncryptedGroupSecrets

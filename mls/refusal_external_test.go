@@ -144,3 +144,28 @@ func TestRefuseUpdateKeyCollision(t *testing.T) {
 	c := &Commit{Proposals: []ProposalOrRef{refTo(refC), refTo(res.ProposalRef)}}
 	refused(t, carol.g, forgeCommit(t, alice.g, WireFormatPublicMessage, c), "12.1.2", treekem.ErrDuplicateKey)
 }
+
+func TestRefuseOwnExternalLeaf(t *testing.T) {
+	// §7.2: the joiner's own leaf must list the group's version and
+	// suite and its credential type, and no default extension type.
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	ms := threeMembers(t, nil)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
+	require.NoError(t, err)
+	eve := newMember(t, cs, "eve")
+	good := Capabilities{Versions: []ProtocolVersion{MLS10}, CipherSuites: []CipherSuite{cs}, Credentials: []CredentialType{CredentialBasic}}
+	for name, edit := range map[string]func(c *Capabilities){
+		"no-suite":          func(c *Capabilities) { c.CipherSuites = nil },
+		"no-credential":     func(c *Capabilities) { c.Credentials = nil },
+		"default-extension": func(c *Capabilities) { c.Extensions = []ExtensionType{ExtensionApplicationID} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			caps := good
+			edit(&caps)
+			_, _, err := JoinExternal(transmit(t, gi), eve.cred, eve.sig, &ExternalJoinOptions{Capabilities: &caps}, nil)
+			requireMatches(t, err, treekem.ErrCapabilities)
+		})
+	}
+	_, _, err = JoinExternal(transmit(t, gi), eve.cred, eve.sig, &ExternalJoinOptions{Capabilities: &good}, nil)
+	require.NoError(t, err)
+}

@@ -27,7 +27,7 @@ func welcomeFixture(t *testing.T, gopts *GroupOptions, kpOpts *KeyPackageOptions
 	dave := newMember(t, cs, "dave")
 	kpp, err := GenerateKeyPackage(cs, dave.cred, dave.sig, kpOpts)
 	require.NoError(t, err)
-	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kpp.KeyPackage}})
+	pc, err := ms[0].g.Commit(&CommitOptions{Add: []*KeyPackage{kpp.KeyPackage}, ForcePath: true})
 	require.NoError(t, err)
 	return ms[0], pc.Welcome, kpp
 }
@@ -100,6 +100,11 @@ func TestRefuseWelcome(t *testing.T) {
 			// checked on every leaf), before the joiner's own check.
 			gi.GroupContext.Extensions = append(gi.GroupContext.Extensions, Extension{Type: testExtension, Data: []byte("x")})
 		}, []any{anyOf{ErrUnsupported, treekem.ErrCapabilities}}},
+		{"path-secret", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
+			// §12.4.3.1: the path secret must give the keys in the tree.
+			require.NotNil(t, gs.PathSecret)
+			gs.PathSecret = bytes.Repeat([]byte{7}, len(gs.PathSecret))
+		}, []any{"12.4.3.1", treekem.ErrPublicKeyMismatch}},
 		{"confirmation-tag", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) { gi.ConfirmationTag[0] ^= 1 }, []any{ErrDecryption}},
 		{"psk-nonce-length", func(t *testing.T, gi *GroupInfo, gs *GroupSecrets) {
 			gs.PSKs = []PreSharedKeyID{{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("k"), PSKNonce: make([]byte, 5)}}
@@ -122,6 +127,23 @@ func TestRefuseWelcome(t *testing.T) {
 			requireMatches(t, err, c.want...)
 		})
 	}
+	t.Run("signer-blank-inside", func(t *testing.T) {
+		// A blank leaf inside the tree (not past its end): alice removes
+		// bob and carol and adds dave, who takes leaf 1; leaf 2 stays
+		// blank between dave and erin.
+		ms := m6Group(t, cs, nil, nil, nil, "alice", "bob", "carol", "erin")
+		dave := newMember(t, cs, "dave")
+		kp := dave.keyPackage(t, cs)
+		pc, err := ms[0].g.Commit(&CommitOptions{Remove: []LeafIndex{1, 2}, Add: []*KeyPackage{kp.KeyPackage}})
+		require.NoError(t, err)
+		bad := resealWelcome(t, pc.Welcome, kp, ms[0].sig, func(gi *GroupInfo, _ *GroupSecrets) {
+			require.Nil(t, ratchetTreeOf(t, gi).Leaf(2))
+			gi.Signer = 2
+		})
+		_, err = Join(transmit(t, bad), kp, nil, nil)
+		requireMatches(t, err, "12.4.3.1")
+		require.NotErrorIs(t, err, ErrLeafIndexRange)
+	})
 	t.Run("group-info-signature", func(t *testing.T) {
 		// Signed by dave instead of alice, the signer.
 		_, w, kp := welcomeFixture(t, nil, nil)

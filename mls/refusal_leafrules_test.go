@@ -128,3 +128,37 @@ func TestOwnCapabilities(t *testing.T) {
 		require.NoError(t, kp.verifyBasic())
 	}
 }
+
+func TestRefuseGroupExtensionSupport(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	t.Run("update-drops-group-extension", func(t *testing.T) {
+		// §13.4: a member's Update may not drop support for an extension
+		// the group uses.
+		kpOpts := func(int) *KeyPackageOptions {
+			return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}}
+		}
+		gopts := &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}, Extensions: []Extension{{Type: testExtension, Data: []byte("p")}}}
+		ms := m6Group(t, cs, gopts, nil, kpOpts, "alice", "bob", "carol")
+		msg := forgedUpdate(t, ms[2], func(l *LeafNode) {
+			l.Capabilities.Extensions = slices.DeleteFunc(slices.Clone(l.Capabilities.Extensions), func(e ExtensionType) bool { return e == testExtension })
+		})
+		refused(t, ms[1].g, msg, treekem.ErrCapabilities)
+	})
+	t.Run("own-grease-is-not-support", func(t *testing.T) {
+		// §13.5: every member lists the GREASE value 0x3a3a, but a
+		// member's own GREASE values never count as support, so bob
+		// refuses a group extension of that type.
+		const grease ExtensionType = 0x3a3a
+		kpOpts := func(int) *KeyPackageOptions {
+			return &KeyPackageOptions{ExtensionTypes: []ExtensionType{grease}}
+		}
+		ms := m6Group(t, cs, &GroupOptions{ExtensionTypes: []ExtensionType{grease}}, nil, kpOpts, "alice", "bob")
+		for _, m := range ms {
+			require.True(t, m.g.state.tree.Leaf(m.g.OwnLeafIndex()).Capabilities.SupportsExtension(grease))
+		}
+		gce := &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{
+			Extensions: []Extension{{Type: grease, Data: []byte{}}},
+		}}
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, gce), "12.1.7")
+	})
+}

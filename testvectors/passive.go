@@ -191,7 +191,7 @@ func (p *passive) commitEpoch(e passiveEpoch, from int, opts *mls.CommitOptions,
 
 func genPassiveWelcome(g *generator) ([]passiveClientVector, error) {
 	var out []passiveClientVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		for _, tc := range []struct {
 			outOfBand bool
 			psk       bool
@@ -212,7 +212,7 @@ func genPassiveWelcome(g *generator) ([]passiveClientVector, error) {
 
 func genPassiveHandlingCommit(g *generator) ([]passiveClientVector, error) {
 	var out []passiveClientVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		p, err := newPassive(g, cs, 4, &mls.CommitOptions{}, nil)
 		if err != nil {
 			return nil, err
@@ -292,7 +292,7 @@ func (p *passive) handlingCommitEpochs() error {
 
 func genPassiveRandom(g *generator) ([]passiveClientVector, error) {
 	var out []passiveClientVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		p, err := newPassive(g, cs, 3, &mls.CommitOptions{}, nil)
 		if err != nil {
 			return nil, err

@@ -78,7 +78,10 @@ var ErrLeafIndexRange = errors.New("treekem: leaf index out of range")
 // skipParentNode reads past a ParentNode.
 func skipParentNode(s *cryptobyte.String) bool {
 	var um cryptobyte.String
-	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s) &&
+	if !wire.SkipVarintBytes(s) { // encryption_key
+		return false
+	}
+	return wire.SkipVarintBytes(s) && // parent_hash
 		wire.ReadVarintPrefixed(s, &um) && len(um)%4 == 0
 }
 

@@ -177,7 +177,10 @@ func (p *UpdatePath) Marshal(b *cryptobyte.Builder) {
 const maxPathNodes = 32
 
 func skipUpdatePathNode(s *cryptobyte.String) bool {
-	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s)
+	if !wire.SkipVarintBytes(s) { // encryption_key
+		return false
+	}
+	return wire.SkipVarintBytes(s) // encrypted_path_secret
 }
 
 // Unmarshal reads an UpdatePath from s. It rejects more than 32 path nodes,

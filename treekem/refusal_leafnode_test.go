@@ -126,6 +126,21 @@ func TestRefuseTree(t *testing.T) {
 		_, err = treekem.ParseTree(cs, bad)
 		require.ErrorIs(t, err, treekem.ErrInvalidTree)
 	})
+	t.Run("even-length", func(t *testing.T) {
+		// §12.4.3.3: three members take five nodes; a sixth, non-blank
+		// parent node makes the array even.
+		g := newGroup(t, cs, 3)
+		data := g.tree.Bytes()
+		n, k, err := wire.DecodeVarint(data)
+		require.NoError(t, err)
+		parent := append([]byte{1, 2, 32}, bytes.Repeat([]byte{9}, 32)...)
+		parent = append(parent, 0, 0) // empty parent_hash and unmerged_leaves
+		bad := wire.AppendVarint(nil, n+uint32(len(parent)))
+		bad = append(append(bad, data[k:]...), parent...)
+		_, err = treekem.ParseTree(cs, bad)
+		require.ErrorIs(t, err, treekem.ErrInvalidTree)
+		require.ErrorIs(t, err, treekem.ErrMalformed)
+	})
 	t.Run("empty", func(t *testing.T) {
 		_, err := treekem.ParseTree(cs, []byte{0})
 		require.ErrorIs(t, err, treekem.ErrInvalidTree)

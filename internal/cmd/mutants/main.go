@@ -98,6 +98,7 @@ func main() {
 		all      = flag.Bool("all", false, "also mutate error propagation after calls with several results")
 		run      = flag.String("run", "", "passed to go test -run")
 		skip     = flag.String("skip", "", "passed to go test -skip (a quick screen: confirm survivors without it)")
+		first    = flag.String("first", "", "a -run pattern of tests tried first for each mutant; the rest run only if they all pass")
 		timeout  = flag.Duration("timeout", 4*time.Minute, "time limit per mutant and package")
 		skipFile = flag.String("skipfile", "internal/cmd/mutants/skip.txt", "file of checks not to mutate (see the package comment)")
 		verbose  = flag.Bool("v", false, "print the test output of surviving and unbuildable mutants")
@@ -125,9 +126,23 @@ func main() {
 	if err != nil {
 		fatalf("%v", err)
 	}
+	used := map[string]bool{}
 	ms = slices.DeleteFunc(ms, func(m *mutant) bool {
-		return skips[m.file+"\t*\t*"] || skips[m.file+"\t"+m.fn+"\t*"] || skips[m.file+"\t"+m.fn+"\t"+m.text]
+		for _, k := range []string{m.file + "\t*\t*", m.file + "\t" + m.fn + "\t*", m.file + "\t" + m.fn + "\t" + m.text} {
+			if skips[k] {
+				used[k] = true
+				return true
+			}
+		}
+		return false
 	})
+	if *files == "" && *sites == "" {
+		for k := range skips {
+			if !used[k] && slices.Contains(split(*pkgs), strings.Split(k, "/")[0]) {
+				fmt.Fprintf(os.Stderr, "mutants: skip entry matches no check (stale?): %s\n", strings.ReplaceAll(k, "\t", " | "))
+			}
+		}
+	}
 	if want := split(*sites); len(want) > 0 {
 		ms = slices.DeleteFunc(ms, func(m *mutant) bool { return !slices.Contains(want, m.site()) })
 	}
@@ -162,11 +177,11 @@ func main() {
 		bins := buildSchema(tmp, pkg, byPkg[pkg])
 		counts[pkg] = &tally{}
 		// Without a mutant, every test must pass.
-		if res, out := runTests(bins, 0, *run, *skip, *timeout); res != "SURVIVED" {
+		if res, out := runTests(bins, 0, "", *run, *skip, *timeout); res != "SURVIVED" {
 			fatalf("the tests of %s fail without a mutant:\n%s", pkg, out)
 		}
 		for _, m := range byPkg[pkg] {
-			res, out := runTests(bins, m.id, *run, *skip, *timeout)
+			res, out := runTests(bins, m.id, *first, *run, *skip, *timeout)
 			by := ""
 			if res == "KILLED" {
 				by = "\tby " + failedTest(out)
@@ -279,8 +294,14 @@ func (m *mutant) schema() string {
 }
 
 // runTests runs the test binaries in order with mutant id chosen, and
-// returns the verdict and the output of the last one.
-func runTests(bins []testBinary, id int, run, skip string, timeout time.Duration) (string, []byte) {
+// returns the verdict and the output of the last one. If first is set,
+// the tests it matches run first in each binary.
+func runTests(bins []testBinary, id int, first, run, skip string, timeout time.Duration) (string, []byte) {
+	if first != "" {
+		if res, out := runTests(bins, id, "", first, skip, timeout); res != "SURVIVED" {
+			return res, out
+		}
+	}
 	var out []byte
 	for _, b := range bins {
 		args := []string{"-test.count=1", "-test.failfast", "-test.timeout=" + timeout.String()}
