@@ -275,20 +275,20 @@ func ExtensionTypes(exts []Extension) []ExtensionType {
 	return out
 }
 
-// smallLists bounds the product of two list lengths below which firstMissing
-// compares every pair rather than building a set.
-const smallLists = 64
+// shortList is the length up to which firstMissing compares every pair:
+// with one list that short, comparing pairs is linear in the other.
+const shortList = 8
 
 // firstMissing returns the first element of want that is not in have and
-// for which implicit (if non-nil) is false. It compares pairs only for
-// short lists and otherwise marks have in a bitmap of all 2^16 values, so
-// that it takes time linear in len(have)+len(want) (a leaf may list tens of
+// for which implicit (if non-nil) is false. It compares pairs when one list
+// is short and otherwise marks have in a bitmap of all 2^16 values, so that
+// it takes time linear in len(have)+len(want) (a leaf may list tens of
 // thousands of types) and does not allocate.
 func firstMissing[T ~uint16](have, want []T, implicit func(T) bool) (T, bool) {
 	if len(want) == 0 {
 		return 0, false
 	}
-	if len(have)*len(want) <= smallLists {
+	if len(have) <= shortList || len(want) <= shortList {
 		for _, t := range want {
 			if (implicit == nil || !implicit(t)) && !slices.Contains(have, t) {
 				return t, true
