@@ -169,3 +169,17 @@ func TestRefuseOwnExternalLeaf(t *testing.T) {
 	_, _, err = JoinExternal(transmit(t, gi), eve.cred, eve.sig, &ExternalJoinOptions{Capabilities: &good}, nil)
 	require.NoError(t, err)
 }
+
+func TestRefuseOwnResync(t *testing.T) {
+	// A resync is refused by the joiner itself when its application does
+	// not accept the new leaf as a successor of the old one (§12.2).
+	ms := threeMembers(t, nil)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
+	require.NoError(t, err)
+	carol := ms[2]
+	cfg := &Config{ValidateCredentialSuccessor: func(old, new *Credential) error { return ErrIdentityChanged }}
+	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{Resync: true}, cfg)
+	requireMatches(t, err, ErrIdentityChanged)
+	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{Resync: true}, nil)
+	require.NoError(t, err)
+}
