@@ -13,6 +13,7 @@ type LabeledEncryptor struct {
 	cs       CipherSuite
 	p        *params
 	infoHash []byte
+	info     []byte // for suites whose HPKE runs whole in crypto/hpke
 }
 
 // NewLabeledEncryptor returns a [LabeledEncryptor] for label (without the
@@ -26,6 +27,10 @@ func (cs CipherSuite) NewLabeledEncryptor(label string, context []byte) (*Labele
 	if err != nil {
 		return nil, fmt.Errorf("hpke: EncryptWithLabel: %w", err)
 	}
+	if p.std != nil {
+		// crypto/hpke runs the key schedule itself: no shortcut.
+		return &LabeledEncryptor{cs: cs, p: p, info: info}, nil
+	}
 	return &LabeledEncryptor{cs: cs, p: p, infoHash: labeledExtract(p.newHash, p.hpkeSuiteID, nil, "info_hash", info)}, nil
 }
 
@@ -33,6 +38,9 @@ func (cs CipherSuite) NewLabeledEncryptor(label string, context []byte) (*Labele
 // EncryptWithLabel(pub, label, context, plaintext).
 func (e *LabeledEncryptor) Encrypt(pub, plaintext []byte) (kemOutput, ciphertext []byte, err error) {
 	p := e.p
+	if p.std != nil {
+		return p.std.seal(pub, e.info, nil, plaintext)
+	}
 	shared, enc, err := p.kem.encap(e.cs, pub)
 	if err != nil {
 		return nil, nil, err

@@ -36,8 +36,11 @@
 // the same way for every KEM of the MLS suites, including DHKEM(X448), which
 // the standard library does not offer. Only what MLS uses is implemented: base
 // mode, single-shot Seal and Open (sequence number zero), and the exporter.
-// [CipherSuite.DeriveKeyPair] follows RFC 9180, Section 7.1.3 for every KEM
-// and accepts input keying material of any length.
+// The exception are the suites whose KEM is ML-KEM-768, ML-KEM-1024 or one of
+// the hybrids: crypto/hpke does not expose their Encap and Decap, so HPKE for
+// them runs whole in crypto/hpke. [CipherSuite.DeriveKeyPair] follows
+// RFC 9180, Section 7.1.3 for the DHKEMs and draft-ietf-hpke-pq for the
+// post-quantum KEMs, and accepts input keying material of any length.
 //
 // # Errors
 //

@@ -347,13 +347,7 @@ func (k *kem) extractAndExpand(dh, enc, pkR []byte) []byte {
 
 // labeledExtract implements LabeledExtract of RFC 9180, Section 4.
 func labeledExtract(h func() hash.Hash, suiteID, salt []byte, label string, ikm []byte) []byte {
-	buf := make([]byte, 0, len(hpkeVersion)+len(suiteID)+len(label)+len(ikm))
-	buf = append(buf, hpkeVersion...)
-	buf = append(buf, suiteID...)
-	buf = append(buf, label...)
-	buf = append(buf, ikm...)
-	defer clear(buf)
-	return extract(h, salt, buf)
+	return labeledExtractScratch(h, suiteID, salt, label, ikm)
 }
 
 // labeledExpand implements LabeledExpand of RFC 9180, Section 4.

@@ -94,11 +94,11 @@ func (cs CipherSuite) SignWithLabel(k *SignaturePrivateKey, label string, conten
 // error matching [ErrInvalidPublicKey] if pub is malformed and
 // [ErrInvalidSignature] if the signature does not verify.
 func (cs CipherSuite) VerifyWithLabel(pub []byte, label string, content, sig []byte) error {
-	tbs, err := labelPair(mlsLabelPrefix, label, content)
-	if err != nil {
+	var verr error
+	if err := useLabelPair(mlsLabelPrefix, label, content, func(tbs []byte) { verr = cs.Verify(pub, tbs, sig) }); err != nil {
 		return ErrInvalidSignature
 	}
-	return cs.Verify(pub, tbs, sig)
+	return verr
 }
 
 // EncryptWithLabel encrypts plaintext to the HPKE public key pub as specified
@@ -117,9 +117,10 @@ func (cs CipherSuite) EncryptWithLabel(pub []byte, label string, context, plaint
 // with the same label and context (RFC 9420, Section 5.1.3). Every failure
 // returns an error matching [ErrDecryption].
 func (cs CipherSuite) DecryptWithLabel(k *PrivateKey, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
-	info, err := labelPair(mlsLabelPrefix, label, context)
-	if err != nil {
+	var pt []byte
+	var oerr error
+	if err := useLabelPair(mlsLabelPrefix, label, context, func(info []byte) { pt, oerr = cs.Open(k, kemOutput, info, nil, ciphertext) }); err != nil {
 		return nil, ErrDecryption
 	}
-	return cs.Open(k, kemOutput, info, nil, ciphertext)
+	return pt, oerr
 }

@@ -4,6 +4,7 @@ import (
 	stdhpke "crypto/hpke"
 	"crypto/rand"
 	"crypto/sha3"
+	"errors"
 	"fmt"
 
 	"github.com/cloudflare/circl/kem/mlkem/mlkem512"
@@ -85,13 +86,15 @@ func (k *stdKEM) validatePublic(pk []byte) error {
 	return nil
 }
 
-func (k *stdKEM) encap(CipherSuite, []byte) ([]byte, []byte, error) {
-	panic("hpke: internal error: Encap of a crypto/hpke KEM")
-}
+// errStdKEM is returned if code meant for KEMs implemented here calls
+// Encap or Decap of a crypto/hpke KEM (an internal bug: such suites must go
+// through params.std). It is an error rather than a panic so that the bug
+// cannot crash an application.
+var errStdKEM = errors.New("hpke: internal error: Encap or Decap of a crypto/hpke KEM")
 
-func (k *stdKEM) decap([]byte, *PrivateKey) ([]byte, error) {
-	panic("hpke: internal error: Decap of a crypto/hpke KEM")
-}
+func (k *stdKEM) encap(CipherSuite, []byte) ([]byte, []byte, error) { return nil, nil, errStdKEM }
+
+func (k *stdKEM) decap([]byte, *PrivateKey) ([]byte, error) { return nil, errStdKEM }
 
 // stdSuite is the crypto/hpke instantiation of a suite's HPKE.
 type stdSuite struct {

@@ -61,7 +61,12 @@ func externalPub(gi *GroupInfo) ([]byte, error) {
 // must (RFC 9420, §12.4.3.1, which §12.4.3.2 applies to external joins):
 // the signature by a non-blank leaf, the tree hash, and the whole tree.
 // The caller checks the version and cipher suite.
-func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree, error) {
+//
+// An outsider's GroupInfo (external is set) is authenticated before its
+// tree is decoded. A Welcome's arrives AEAD-protected under the welcome
+// secret, so only a member can have built it: its signature is then
+// checked beside the decoding of the tree, on another core.
+func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte, external bool) (*treekem.Tree, error) {
 	cs := g.cs
 	ctx := &gi.GroupContext
 	if treekem.DuplicateExtension(gi.Extensions) || treekem.DuplicateExtension(ctx.Extensions) {
@@ -85,10 +90,21 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte) (*treekem.Tree,
 	if err != nil {
 		return nil, malformed("ratchet tree", err)
 	}
-	if err := gi.verify(cs, signerKey); err != nil {
-		return nil, err
+	var sigErr chan error
+	if external {
+		if err := gi.verify(cs, signerKey); err != nil {
+			return nil, err
+		}
+	} else {
+		sigErr = make(chan error, 1)
+		go func() { sigErr <- gi.verify(cs, signerKey) }()
 	}
 	tree, err := treekem.ParseTree(cs, data)
+	if sigErr != nil {
+		if serr := <-sigErr; serr != nil {
+			return nil, serr
+		}
+	}
 	if err != nil {
 		return nil, malformed("ratchet tree", err)
 	}
@@ -146,7 +162,7 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 	if cfg != nil {
 		g.cfg = *cfg
 	}
-	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree)
+	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree, true)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/ext"
 	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/keyschedule"
 	"github.com/microchat/e2ee/treekem"
@@ -99,7 +100,20 @@ func decryptGroupInfo(cs CipherSuite, w *Welcome, ws *keyschedule.WelcomeSecret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: group info", ErrDecryption)
 	}
-	return ParseGroupInfo(pt)
+	// pt is ours: the extensions, the tree among them, point into it
+	// rather than into a copy. The fields are those of
+	// GroupInfo.unmarshal.
+	gi := new(GroupInfo)
+	if err := wire.Parse(pt, func(s *cryptobyte.String) bool {
+		return gi.GroupContext.Unmarshal(s) &&
+			ext.UnmarshalExtensionsInPlace(s, &gi.Extensions) &&
+			wire.ReadVarintBytes(s, &gi.ConfirmationTag) &&
+			s.ReadUint32((*uint32)(&gi.Signer)) &&
+			wire.ReadVarintBytes(s, &gi.Signature)
+	}); err != nil {
+		return nil, malformed("group info", err)
+	}
+	return gi, nil
 }
 
 // groupInfoTBS returns the signed part of gi.
@@ -121,11 +135,13 @@ func (gi *GroupInfo) sign(cs CipherSuite, priv *hpke.SignaturePrivateKey) error 
 }
 
 func (gi *GroupInfo) verify(cs CipherSuite, pub []byte) error {
-	tbs, err := gi.tbs()
-	if err != nil {
+	// The TBS, which holds the tree, is built in a scratch buffer,
+	// verified and dropped.
+	var verr error
+	if err := wire.Use(gi.marshalTBS, func(tbs []byte) { verr = cs.VerifyWithLabel(pub, labelGroupInfo, tbs, gi.Signature) }); err != nil {
 		return malformed("group info", err)
 	}
-	if err := cs.VerifyWithLabel(pub, labelGroupInfo, tbs, gi.Signature); err != nil {
+	if verr != nil {
 		return fmt.Errorf("%w: group info", ErrInvalidSignature)
 	}
 	return nil
@@ -218,7 +234,7 @@ func Join(welcome *MLSMessage, kp *KeyPackagePrivate, opts *JoinOptions, cfg *Co
 	if err := checkGroupIDUnique(opts.GroupExists, ctx.GroupID); err != nil {
 		return nil, err
 	}
-	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree)
+	tree, err := g.verifyGroupInfo(gi, opts.RatchetTree, false)
 	if err != nil {
 		return nil, err
 	}
@@ -288,5 +304,3 @@ func checkPSKID(cs CipherSuite, id *PreSharedKeyID, inWelcome bool) error {
 	}
 	return nil
 }
-
-var _ = cryptobyte.String(nil)

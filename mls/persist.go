@@ -103,12 +103,17 @@ func save(ctx context.Context, s GroupStore, g *Group, pc *PendingCommit, opts *
 	return nil
 }
 
-// OpenGroup loads the group groupID from s, with the application's
-// choices cfg (nil selects the defaults). It decodes only what the next
-// operation needs: the epoch's secrets, the secret-tree entries and the
-// head of the record set. The ratchet tree stays encoded until an
+// OpenGroup loads the group groupID from s. The group's protocol settings
+// (wire format policy, padding, windows, limits: see [Group.SetConfig]) are
+// those saved with it; cfg supplies the hooks (Now, PSKs, the validation
+// and policy functions), and its protocol settings apply only to a group
+// saved before settings were stored. cfg may be nil. It decodes only what
+// the next operation needs: the group's head record, the kept epochs'
+// secrets and their secret-tree entries. The ratchet tree stays encoded until an
 // operation needs more than a sender's leaf (a commit, a proposal,
-// [Group.Members]); decrypting an application message decodes one chunk.
+// [Group.Members]); decrypting an application message decodes the one
+// chunk of 32 nodes that holds the sender's leaf, and the whole tree is
+// checked against the GroupContext's tree hash when it is decoded.
 //
 // If the store holds a commit this member stored with [SavePendingCommit]
 // and had not resolved, [Group.RecoveredCommit] returns it. Errors match

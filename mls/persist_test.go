@@ -1,9 +1,13 @@
 package mls
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -253,6 +257,26 @@ func TestPersistPendingCommit(t *testing.T) {
 		}
 	}
 
+	// A second commit stored from the same epoch replaces the first.
+	p1, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+	require.NoError(t, err)
+	require.NoError(t, SavePendingCommit(ctx, sa, alice.g, p1, nil))
+	p2, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+	require.NoError(t, err)
+	require.NoError(t, SavePendingCommit(ctx, sa, alice.g, p2, nil))
+	g, err = OpenGroup(ctx, sa, alice.g.GroupID(), nil)
+	require.NoError(t, err)
+	require.True(t, g.RecoveredCommit().Is(p2.Commit))
+	sg, err = sa.LoadGroupRecords(ctx, alice.g.GroupID())
+	require.NoError(t, err)
+	first := alice.g.persist().epochInfo(p1.staged.state.framer).id
+	for _, r := range sg.Records {
+		if r.Key[0] == keyEpoch || r.Key[0] == keyKeys {
+			require.NotEqual(t, first[:], r.Key[1:], "records of the replaced commit's epoch")
+		}
+	}
+	require.NoError(t, SaveGroup(ctx, sa, alice.g, &SaveOptions{DiscardPendingCommit: true}))
+
 	// A commit the delivery service refused for good is discarded.
 	pa, err = alice.g.Commit(&CommitOptions{ForcePath: true})
 	require.NoError(t, err)
@@ -331,5 +355,231 @@ func TestPersistMigrateFixture(t *testing.T) {
 			reopen(t, sb, bob)
 			checkAgreement(t, []*member{alice, bob})
 		})
+	}
+}
+
+// TestLoadManyCachedProposals loads groups with many cached proposals (an
+// outsider can make a member cache up to Config.MaxCachedProposals) and
+// checks that loading grows linearly: from 4,000 to 32,000 proposals the
+// allocations grow about 8x, and stay within 16x the stored bytes, for
+// both the whole-state export and the records.
+func TestLoadManyCachedProposals(t *testing.T) {
+	ctx := context.Background()
+	type cost struct{ allocs, bytes, input float64 }
+	measure := func(k int) (whole, records cost) {
+		cfg := &Config{MaxCachedProposals: 40000}
+		alice, _ := twoMembers(t, cfg)
+		g := alice.g
+		g.cfg = *cfg
+		for i := range k {
+			ref := make([]byte, g.cs.HashSize())
+			copy(ref, fmt.Appendf(nil, "proposal %d", i))
+			p := &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: 1}}
+			require.NoError(t, g.state.addProposal(cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}}, 40000))
+		}
+		state, err := g.MarshalState()
+		require.NoError(t, err)
+		s := NewMemoryStore()
+		require.NoError(t, SaveGroup(ctx, s, g, nil))
+		run := func(f func()) cost {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			f()
+			runtime.ReadMemStats(&after)
+			return cost{allocs: float64(after.Mallocs - before.Mallocs), bytes: float64(after.TotalAlloc - before.TotalAlloc)}
+		}
+		whole = run(func() {
+			l, err := LoadGroup(state, cfg)
+			require.NoError(t, err)
+			require.Len(t, l.state.proposals, k)
+		})
+		whole.input = float64(len(state))
+		sg, err := s.LoadGroupRecords(ctx, g.GroupID())
+		require.NoError(t, err)
+		records = run(func() {
+			l, err := OpenGroup(ctx, s, g.GroupID(), cfg)
+			require.NoError(t, err)
+			require.Len(t, l.state.proposals, k)
+		})
+		for _, r := range sg.Records {
+			records.input += float64(len(r.Key) + len(r.Value))
+		}
+		return whole, records
+	}
+	w1, r1 := measure(4000)
+	w2, r2 := measure(32000)
+	for _, c := range []struct {
+		name   string
+		c1, c2 cost
+	}{{"LoadGroup", w1, w2}, {"OpenGroup", r1, r2}} {
+		t.Logf("%s: %.0f -> %.0f allocations, %.0f -> %.0f bytes for %.0f -> %.0f input bytes", c.name, c.c1.allocs, c.c2.allocs, c.c1.bytes, c.c2.bytes, c.c1.input, c.c2.input)
+		require.Less(t, c.c2.allocs/c.c1.allocs, 10.0, c.name)
+		require.Less(t, c.c2.bytes, 16*c.c2.input, c.name)
+	}
+	// A duplicate reference in a state is refused.
+	alice, _ := twoMembers(t, nil)
+	ref := make([]byte, alice.g.cs.HashSize())
+	p := &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: 1}}
+	alice.g.state.proposals = append(alice.g.state.proposals, cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}}, cachedProposal{ref: ref, proposal: p, sender: Sender{Type: SenderTypeExternal}})
+	state, err := alice.g.MarshalState()
+	require.NoError(t, err)
+	_, err = LoadGroup(state, nil)
+	require.ErrorIs(t, err, ErrInvalidState)
+}
+
+// countingKeys counts the lookups of a KeyStore.
+type countingKeys struct {
+	KeyStore
+	finds, gets int
+}
+
+func (c *countingKeys) FindKeyPackage(ctx context.Context, refs []KeyPackageRef) (KeyPackageRef, *KeyPackagePrivate, error) {
+	c.finds++
+	return c.KeyStore.FindKeyPackage(ctx, refs)
+}
+
+func (c *countingKeys) KeyPackagePrivate(ctx context.Context, ref KeyPackageRef) (*KeyPackagePrivate, error) {
+	c.gets++
+	return c.KeyStore.KeyPackagePrivate(ctx, ref)
+}
+
+// TestJoinWithStoreOneLookup checks that joining from a Welcome with
+// 100,000 entries asks the key store once.
+func TestJoinWithStoreOneLookup(t *testing.T) {
+	ctx := context.Background()
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	alice, bob := newMember(t, cs, "alice"), newMember(t, cs, "bob")
+	var err error
+	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
+	require.NoError(t, err)
+	kp := bob.keyPackage(t, cs)
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
+	require.NoError(t, err)
+	w := transmit(t, pc.Welcome)
+	mine := w.Welcome.Secrets[0]
+	secrets := make([]EncryptedGroupSecrets, 0, 100000)
+	for i := range 100000 - 1 {
+		other := mine
+		other.NewMember = fmt.Appendf(make([]byte, 0, 32), "%032d", i)
+		secrets = append(secrets, other)
+	}
+	w.Welcome.Secrets = append(secrets, mine) // ours last
+	keys := &countingKeys{KeyStore: NewMemoryStore()}
+	require.NoError(t, keys.PutKeyPackage(ctx, kp))
+	g, consumed, err := JoinWithStore(ctx, w, keys, nil, nil)
+	require.NoError(t, err)
+	require.Equal(t, 1, keys.finds)
+	require.Zero(t, keys.gets)
+	require.Len(t, consumed.KeyPackages, 1)
+	require.EqualValues(t, 1, g.Epoch())
+	// A Welcome with no entry for this client: ErrNotMember, one lookup.
+	w.Welcome.Secrets = secrets
+	_, _, err = JoinWithStore(ctx, w, keys, nil, nil)
+	require.ErrorIs(t, err, ErrNotMember)
+	require.Equal(t, 2, keys.finds)
+}
+
+// TestJoinWithStoreHeldGroupID checks that a Welcome for a group ID the
+// store already holds is refused, and changes nothing.
+func TestJoinWithStoreHeldGroupID(t *testing.T) {
+	ctx := context.Background()
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	alice, bob := newMember(t, cs, "alice"), newMember(t, cs, "bob")
+	var err error
+	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
+	require.NoError(t, err)
+	s := NewMemoryStore()
+	kp1, kp2 := bob.keyPackage(t, cs), newMember(t, cs, "bob's other device").keyPackage(t, cs)
+	require.NoError(t, s.PutKeyPackage(ctx, kp1))
+	require.NoError(t, s.PutKeyPackage(ctx, kp2))
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp1.KeyPackage}})
+	require.NoError(t, err)
+	g, consumed, err := JoinWithStore(ctx, transmit(t, pc.Welcome), s, nil, nil)
+	require.NoError(t, err)
+	require.NoError(t, SaveGroup(ctx, s, g, &SaveOptions{Consumed: consumed}))
+	// A second Welcome to the same group ID, for another KeyPackage.
+	require.NoError(t, alice.g.MergePendingCommit(pc))
+	pc, err = alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp2.KeyPackage}})
+	require.NoError(t, err)
+	_, _, err = JoinWithStore(ctx, transmit(t, pc.Welcome), s, nil, nil)
+	require.ErrorIs(t, err, ErrGroupExists)
+	ref2, _ := kp2.KeyPackage.Ref()
+	_, err = s.KeyPackagePrivate(ctx, ref2)
+	require.NoError(t, err, "the refused join consumed the KeyPackage")
+}
+
+// TestPersistRemovedMember checks that a member removed from the group
+// saves the erasure of its init secret and its inactivity.
+func TestPersistRemovedMember(t *testing.T) {
+	alice, bob := twoMembers(t, nil)
+	s := NewMemoryStore()
+	reopen(t, s, bob)
+	pc, err := alice.g.Commit(&CommitOptions{Remove: []LeafIndex{bob.g.OwnLeafIndex()}})
+	require.NoError(t, err)
+	res := process(t, bob, pc.Commit)
+	require.True(t, res.Commit.SelfRemoved)
+	require.NoError(t, bob.g.Merge(res.Commit))
+	require.False(t, bob.g.Active())
+	reopen(t, s, bob)
+	require.False(t, bob.g.Active())
+	require.Nil(t, bob.g.state.secrets.NextInit(), "the init secret came back from the store")
+}
+
+// TestOpenGroupCorrupted opens groups whose records were corrupted one
+// at a time (truncated, a byte flipped, deleted): OpenGroup and the
+// operations after it fail with errors matching ErrInvalidState (or a
+// message error), and never panic.
+func TestOpenGroupCorrupted(t *testing.T) {
+	ctx := context.Background()
+	alice, bob := twoMembers(t, nil)
+	for range 2 { // past epochs
+		pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
+		require.NoError(t, err)
+		deliverCommit(t, alice, pc, []*member{alice, bob})
+	}
+	prop, err := alice.g.ProposeUpdate()
+	require.NoError(t, err)
+	process(t, bob, prop)
+	s := NewMemoryStore()
+	require.NoError(t, SaveGroup(ctx, s, bob.g, nil))
+	msg := encrypt(t, alice.g, "hello")
+	sg, err := s.LoadGroupRecords(ctx, bob.g.GroupID())
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(1, 2))
+	try := func(recs []Record) {
+		c := NewMemoryStore()
+		_, err := c.SaveGroupRecords(ctx, bob.g.GroupID(), 0, recs, nil)
+		require.NoError(t, err)
+		g, err := OpenGroup(ctx, c, bob.g.GroupID(), nil)
+		if err != nil {
+			require.ErrorIs(t, err, ErrInvalidState)
+			return
+		}
+		g.Process(transmit(t, msg))
+		g.Members()
+		if _, err := g.Commit(nil); err != nil && !errors.Is(err, ErrInvalidState) {
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+		}
+		g.MarshalState()
+	}
+	for i := range sg.Records {
+		for k := range 6 {
+			recs := make([]Record, len(sg.Records))
+			for j, r := range sg.Records {
+				recs[j] = Record{Key: r.Key, Value: bytes.Clone(r.Value)}
+			}
+			v := recs[i].Value
+			switch {
+			case k == 0:
+				recs = append(recs[:i], recs[i+1:]...)
+			case k == 1 && len(v) > 0:
+				recs[i].Value = v[:rng.IntN(len(v))]
+			case len(v) > 0:
+				v[rng.IntN(len(v))] ^= byte(1 + rng.IntN(255))
+			}
+			try(recs)
+		}
 	}
 }

@@ -112,6 +112,16 @@ func testPQState(t *testing.T, cs CipherSuite) {
 	ms[1].g = loaded
 	agree(t, ms)
 
+	// The record store (SaveGroup/OpenGroup) too, after another commit.
+	pc, err := ms[0].g.Commit(&CommitOptions{ForcePath: true})
+	require.NoError(t, err)
+	deliverCommit(t, ms[0], pc, ms)
+	for _, m := range ms {
+		reopen(t, NewMemoryStore(), m) // each member has its own store
+		assert.Equal(t, cs, m.g.CipherSuite())
+	}
+	agree(t, ms)
+
 	// The same state under a code point nobody registered is refused.
 	off := len(stateMagic) + 2
 	require.Equal(t, uint16(cs), binary.BigEndian.Uint16(state[off:]))

@@ -44,6 +44,8 @@ func (c *Config) maxCachedProposals() int {
 // commit, and why. The proposal stays cached: another member may still
 // commit it, and it disappears with the epoch.
 type DroppedProposal struct {
+	// Ref is the proposal's reference, Proposal the proposal (the caller
+	// must not modify it) and Sender who sent it.
 	Ref      ProposalRef
 	Proposal *Proposal
 	Sender   Sender
@@ -77,6 +79,7 @@ func (st *epochState) addProposal(c cachedProposal, max int) error {
 	if _, ok := st.findProposal(c.ref); ok {
 		return nil
 	}
+	// mutants:skip invariant: every caller checked the room first with checkCacheRoom, before any state changed
 	if len(st.proposals) >= max {
 		return fmt.Errorf("%w: %d proposals", ErrProposalCacheFull, len(st.proposals))
 	}
@@ -144,21 +147,25 @@ func (cc *commitConflicts) add(p *Proposal, sender Sender) error {
 	switch p.Type {
 	case ProposalTypeAdd:
 		key := string(p.Add.KeyPackage.LeafNode.SignatureKey)
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if cc.addKeys[key] {
 			return invalid("12.2", "two Adds for the same client")
 		}
 		cc.addKeys[key] = true
 	case ProposalTypeUpdate:
 		l := LeafIndex(sender.Index)
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if cc.touched[l] {
 			return invalid("12.2", "several Update or Remove proposals for leaf %d", l)
 		}
 		cc.touched[l] = true
 	case ProposalTypeRemove:
 		l := p.Remove.Removed
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if l == cc.self {
 			return invalid("12.2", "commit removes the committer")
 		}
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if cc.touched[l] {
 			return invalid("12.2", "several Update or Remove proposals for leaf %d", l)
 		}
@@ -170,11 +177,13 @@ func (cc *commitConflicts) add(p *Proposal, sender Sender) error {
 		if err != nil {
 			return malformed("psk id", err)
 		}
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if cc.psks[string(enc)] {
 			return invalid("12.2", "the same PSK twice")
 		}
 		cc.psks[string(enc)] = true
 	case ProposalTypeGroupContextExtensions:
+		// mutants:skip fast path: Commit's fallback drops the same proposals, at one apply each
 		if cc.gce {
 			return invalid("12.2", "several GroupContextExtensions proposals")
 		}
@@ -242,6 +251,7 @@ func (g *Group) cachedProposalUsable(st *epochState, c cachedProposal, link keys
 			return fmt.Errorf("%w: %w", ErrNonMemberProposal, err)
 		}
 	}
+	// mutants:skip the proposal passed these checks when it was cached; run again for a policy that changed since
 	if err := g.checkProposalInCommit(st, st.tree, c.proposal, c.sender, link); err != nil {
 		return err
 	}
@@ -251,10 +261,6 @@ func (g *Group) cachedProposalUsable(st *epochState, c cachedProposal, link keys
 		// schedule (§8.4).
 		if _, err := g.lookupPSK(&c.proposal.PreSharedKey.PSK); err != nil {
 			return err
-		}
-	case ProposalTypeUpdate:
-		if st.tree.Leaf(LeafIndex(c.sender.Index)) == nil {
-			return invalid("12.1.2", "update of blank leaf %d", c.sender.Index)
 		}
 	case ProposalTypeAdd:
 		if optsErr != nil {

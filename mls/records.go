@@ -111,7 +111,8 @@ type epochInfo struct {
 
 // storedEpoch is what is stored of one epoch.
 type storedEpoch struct {
-	past    bool // keys record in the past form
+	past    bool     // keys record in the past form
+	keysSum [32]byte // SHA-256 of the keys record in the current form
 	chunks  []chunkRef
 	secrets map[uint32]struct{}
 	fr      *framer
@@ -418,6 +419,7 @@ func sameNodes(a, b *treekem.Tree, lo, hi uint32) bool {
 //	    ResumptionPSK resumption_psks<V>;   // oldest first
 //	    opaque pending_update_keys<V><V>;
 //	    optional<Proposal> reinit;
+//	    Settings settings;                 // settings.go
 //	} GroupHead;
 func (g *Group) headRecord(p *persistence) []byte {
 	return wire.MustMarshal(func(b *cryptobyte.Builder) {
@@ -448,6 +450,7 @@ func (g *Group) headRecord(p *persistence) []byte {
 		wire.AddOptional(b, g.reinit != nil, func(b *cryptobyte.Builder) {
 			(&Proposal{Type: ProposalTypeReInit, ReInit: g.reinit}).marshal(b)
 		})
+		g.cfg.marshalSettings(b) // see settings.go
 	})
 }
 
@@ -619,6 +622,12 @@ func (g *Group) records(p *persistence, pending *PendingCommit, discardPending b
 		step.del([]byte{keyPending})
 	}
 
+	// The head, computed first: when it changed, the current epoch's keys
+	// may have too.
+	head := g.headRecord(p)
+	headSum := sha256.Sum256(head)
+	headChanged := headSum != p.head
+
 	// Which epochs are new, and which stored ones are dropped.
 	want := make(map[epochID]struct{}, len(held))
 	epochsChanged := false
@@ -674,7 +683,9 @@ func (g *Group) records(p *persistence, pending *PendingCommit, discardPending b
 				interim = h.state.interim
 			}
 			step.put(epochKey(keyEpoch, id), epochRecord(h.fr.groupContext, interim, h.fr.secretTree, leafCount, chunks))
-			step.put(epochKey(keyKeys, id), keysRecord(h.state, h.fr))
+			keysRec := keysRecord(h.state, h.fr)
+			keysSum := sha256.Sum256(keysRec)
+			step.put(epochKey(keyKeys, id), keysRec)
 			entries := h.fr.secretTree.Entries()
 			keys := make(map[uint32]struct{}, len(entries))
 			for _, e := range entries {
@@ -685,12 +696,23 @@ func (g *Group) records(p *persistence, pending *PendingCommit, discardPending b
 			step.apply = append(step.apply, func() {
 				fr.secretTree.TrackChanges()
 				fr.secretTree.ClearChanges()
-				p.epochs[id] = &storedEpoch{past: past, chunks: chunks, secrets: keys, fr: fr}
+				p.epochs[id] = &storedEpoch{past: past, keysSum: keysSum, chunks: chunks, secrets: keys, fr: fr}
 			})
 		} else {
 			if h.state == nil && !se.past {
 				step.put(epochKey(keyKeys, id), keysRecord(nil, h.fr))
 				step.apply = append(step.apply, func() { se.past = true })
+			}
+			if h.state != nil && headChanged {
+				// The epoch's secrets change within an epoch only when a
+				// merge erases the init secret (this member was removed).
+				rec := keysRecord(h.state, h.fr)
+				if sum := sha256.Sum256(rec); sum != se.keysSum {
+					step.put(epochKey(keyKeys, id), rec)
+					step.apply = append(step.apply, func() { se.keysSum = sum })
+				} else {
+					clear(rec)
+				}
 			}
 			if changes := h.fr.secretTree.Changes(); len(changes) > 0 {
 				for _, e := range changes {
@@ -764,14 +786,12 @@ func (g *Group) records(p *persistence, pending *PendingCommit, discardPending b
 	}
 
 	// The head.
-	head := g.headRecord(p)
-	sum := sha256.Sum256(head)
-	if sum != p.head {
+	if headChanged {
 		step.put([]byte{keyHead}, head)
 	} else {
 		clear(head)
 	}
-	step.apply = append(step.apply, func() { p.head = sum; p.pending = newPending })
+	step.apply = append(step.apply, func() { p.head = headSum; p.pending = newPending })
 	return step, nil
 }
 
@@ -795,6 +815,13 @@ func sortRecords(recs []Record) (*loadedRecords, error) {
 		chunks:  map[chunkRef][]byte{},
 		secrets: map[epochID][]keyschedule.SecretTreeEntry{},
 	}
+	nProposals := 0
+	for _, r := range recs {
+		if len(r.Key) > 0 && r.Key[0] == keyProposal {
+			nProposals++
+		}
+	}
+	lr.proposals = make([][2][]byte, 0, nProposals)
 	for _, r := range recs {
 		k := r.Key
 		if len(k) == 0 {
@@ -852,6 +879,7 @@ type loadEpoch struct {
 	fr       *framer
 	state    *epochState // for the current form
 	secrets  map[uint32]struct{}
+	pastForm bool // the keys record is in the past form
 }
 
 // restoreGroup rebuilds a group from its records. The tree of each epoch
@@ -949,12 +977,18 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 		}
 		g.reinit = pr.ReInit
 	}
+	// The group's protocol settings override those of cfg, whose hooks
+	// are kept (settings.go). Heads written before settings were stored
+	// end here.
+	if !s.Empty() && !g.cfg.unmarshalSettings(&s) {
+		return nil, fail("settings", nil)
+	}
 	if !s.Empty() {
 		return nil, fail("head: trailing data", nil)
 	}
 
 	p := g.persist()
-	p.revision = p.revision + revision
+	p.revision = revision
 	p.head = sha256.Sum256(lr.head)
 	for r := range lr.chunks {
 		p.chunks[r] = 0
@@ -974,7 +1008,7 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 			return nil, err
 		}
 		p.info[le.fr] = &epochInfo{id: id, chunks: le.chunks, lazy: le.lazy}
-		p.epochs[id] = &storedEpoch{past: !current, chunks: le.chunks, secrets: le.secrets, fr: le.fr}
+		p.epochs[id] = &storedEpoch{past: le.pastForm, keysSum: sha256.Sum256(lr.keys[id]), chunks: le.chunks, secrets: le.secrets, fr: le.fr}
 		for _, r := range le.chunks {
 			p.chunks[r]++
 		}
@@ -1024,6 +1058,7 @@ func restoreGroup(recs []Record, revision uint64, cfg *Config) (g *Group, err er
 	// Cached proposals, in the order of their references (the cache is
 	// unordered), checked for duplicates in linear time.
 	refs := make(map[string]struct{}, len(lr.proposals))
+	st.proposals = make([]cachedProposal, 0, len(lr.proposals))
 	for _, kv := range lr.proposals {
 		var c cachedProposal
 		c.proposal = new(Proposal)
@@ -1155,6 +1190,7 @@ func loadEpochRecords(cs CipherSuite, lr *loadedRecords, id epochID, current boo
 	}
 	switch {
 	case form == 2 && !current:
+		le.pastForm = true
 		if !wire.ReadVarintBytes(&ks, &le.fr.senderDataSecret) || len(le.fr.senderDataSecret) != cs.HashSize() || !ks.Empty() {
 			return le, wire.ErrMalformed
 		}

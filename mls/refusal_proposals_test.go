@@ -148,7 +148,12 @@ func TestCommitDropsExpiredKeyPackage(t *testing.T) {
 	require.NoError(t, err)
 	rfaProcess(t, prop, alice, carol)
 
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.ErrorIs(t, err, ErrPendingProposals)
 	now = now.Add(3 * time.Hour)
+	// The expired Add is no valid proposal: it does not hold up sending.
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.NoError(t, err)
 	pc, err := alice.g.Commit(nil)
 	require.NoError(t, err)
 	require.Len(t, pc.Dropped, 1)
@@ -285,7 +290,9 @@ func TestCommitDropsByWholeListRule(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, pc.Dropped, 1)
 	assert.Equal(t, ProposalTypeAdd, pc.Dropped[0].Proposal.Type)
-	require.ErrorIs(t, pc.Dropped[0].Err, ErrUnsupported)
+	// The Add's leaf does not support the new extension (§12.1.7).
+	err = pc.Dropped[0].Err
+	require.True(t, errors.Is(err, ErrUnsupported) || errors.Is(err, treekem.ErrCapabilities), "%v", err)
 	assert.Empty(t, pc.Staged().Added)
 	deliverCommit(t, alice, pc, ms)
 	require.Len(t, alice.g.Extensions(), 1)

@@ -36,8 +36,10 @@ var stateMagic = [4]byte{'M', 'L', 'S', 'g'}
 
 const stateChecksumSize = sha256.Size
 
-// MarshalState returns the group's complete state, for storage; [LoadGroup]
-// restores it. It holds every secret this member needs to continue: its
+// MarshalState returns the group's complete state as one value, for export
+// or for stores that hold a group as a whole; [LoadGroup] restores it. Most
+// applications persist groups as records with [SaveGroup] instead, which
+// writes only what changed (a few bytes per message, not the group). It holds every secret this member needs to continue: its
 // signature private key, the private keys of its path in the ratchet tree,
 // the epoch's key-schedule secrets and secret-tree ratchets (with the keys
 // kept for out-of-order messages), the decryption keys of the past epochs
@@ -775,13 +777,14 @@ func ParseKeyPackagePrivate(data []byte) (*KeyPackagePrivate, error) {
 
 // MarshalMergedState returns the state the group would have after
 // [Group.Merge] of s (or [Group.MergePendingCommit] of the pending commit
-// holding s), without merging it and without changing g. It lets an
-// application that sends its own commit survive a crash between the
-// delivery service accepting the commit and saving the new epoch: save
-// this state aside (for instance under the group ID and s.Epoch()) before
-// sending; after a restart, if the delivery service accepted the commit,
-// load it with [LoadGroup] instead of the previous state. Like every state
-// it is secret.
+// holding s), without merging it and without changing g. Like every state
+// it is secret. [SavePendingCommit] is the way to persist a commit before
+// sending it with a record store: it keeps the current epoch current until
+// the delivery service accepted the commit, and [Group.RecoveredCommit]
+// gives the commit back after a crash. With whole states, save this one
+// aside (for instance under the group ID and s.Epoch()) before sending;
+// after a restart, if the delivery service accepted the commit, load it
+// with [LoadGroup] instead of the previous state.
 func (g *Group) MarshalMergedState(s *StagedCommit) ([]byte, error) {
 	if s == nil || s.state == nil {
 		return nil, errors.New("mls: no new epoch to marshal")

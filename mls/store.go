@@ -115,7 +115,9 @@ type Transport interface {
 	// the delivery service accepted it as the one commit of its epoch;
 	// an error matching [ErrConflict] means another commit of that epoch
 	// came first, so the sender processes that one instead of merging its
-	// own.
+	// own. The same bytes sent twice must be delivered once: after a
+	// crash, the persistence protocol (package documentation) sends a
+	// stored commit or outbox message again.
 	Send(ctx context.Context, groupID []byte, msg *MLSMessage) error
 	// SendWelcome delivers a Welcome to the new members it names.
 	SendWelcome(ctx context.Context, welcome *MLSMessage) error
@@ -136,8 +138,8 @@ type Transport interface {
 // exactly when the group state exists.
 //
 // If keys also implements [GroupStore] (as [MemoryStore] does) and
-// opts.GroupExists is nil, a Welcome for a group ID whose state keys
-// holds is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
+// opts.GroupExists is nil, a Welcome for a group ID that keys holds
+// records of is refused with [ErrGroupExists] (RFC 9420, §12.4.3).
 func JoinWithStore(ctx context.Context, welcome *MLSMessage, keys KeyStore, opts *JoinOptions, cfg *Config) (*Group, *Consumed, error) {
 	if welcome == nil || welcome.Welcome == nil {
 		return nil, nil, fmt.Errorf("%w: not a Welcome", ErrUnsupported)

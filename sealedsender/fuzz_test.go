@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzParse checks the four properties every parser must have: no panic,
@@ -25,12 +27,8 @@ func fuzzParse[T any](t *testing.T, data []byte, parse func([]byte) (*T, error),
 		return
 	}
 	enc, err := encode(v)
-	if err != nil {
-		t.Fatalf("re-encoding: %v", err)
-	}
-	if !bytes.Equal(enc, data) {
-		t.Fatalf("re-encoding differs:\n%x\n%x", enc, data)
-	}
+	require.NoError(t, err, "re-encoding")
+	require.Equal(t, data, enc, "re-encoding differs")
 }
 
 // addVectorSeeds adds fields of the RFC 9578 vectors, when present, as
@@ -121,9 +119,7 @@ func FuzzParseKeyDirectory(f *testing.F) {
 			return
 		}
 		enc, err := d.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		d2, err := ParseKeyDirectory(enc)
 		if err != nil || !reflect.DeepEqual(d, d2) {
 			t.Fatalf("re-encoding: %v", err)
@@ -218,17 +214,11 @@ func writeSeeds(t *testing.T) {
 		iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 		c := ppClient(t, iss)
 		pending, req, err := c.RequestBatch(groupChallenges(c, []byte("group"), 2))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		resp, err := iss.IssueBatch("seed", req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		toks, err := pending.Finalize(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		prefix := byte(0)
 		if tt == TokenTypeVOPRFRistretto255 {
 			prefix = 1
@@ -260,14 +250,10 @@ func writeSeeds(t *testing.T) {
 	add("FuzzAccept", simple)
 	for name, list := range seeds {
 		dir := filepath.Join("testdata", "fuzz", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.MkdirAll(dir, 0o755))
 		for i, b := range list {
 			content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
-			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(content), 0o644))
 		}
 	}
 }

@@ -268,9 +268,7 @@ func TestTokenBoundToGroup(t *testing.T) {
 func oversizedBatch(t testing.TB, iss *PrivacyPassIssuer, n int) []byte {
 	now := iss.cfg.period(iss.cfg.Now())
 	k, err := iss.key(now, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return wire.MustMarshal(func(b *cryptobyte.Builder) {
 		b.AddUint16(uint16(iss.tokenType))
 		b.AddUint8(k.id[31])

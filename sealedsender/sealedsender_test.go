@@ -59,9 +59,7 @@ func withMemory(cfg *IssuerConfig) *IssuerConfig {
 func newPPIssuer(t testing.TB, tt TokenType, cfg *IssuerConfig) *PrivacyPassIssuer {
 	t.Helper()
 	iss, err := NewPrivacyPassIssuer(testMaster, testChallenge(tt), withMemory(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return iss
 }
 
@@ -69,9 +67,7 @@ func newSimpleIssuer(t testing.TB, cfg *IssuerConfig) *SimpleIssuer {
 	t.Helper()
 	c := withMemory(cfg)
 	si, err := NewSimpleIssuer(NewMemoryStore(), c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return si
 }
 
@@ -80,21 +76,13 @@ func newSimpleIssuer(t testing.TB, cfg *IssuerConfig) *SimpleIssuer {
 func ppClient(t testing.TB, iss *PrivacyPassIssuer) *PrivacyPassClient {
 	t.Helper()
 	dir, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	enc, err := dir.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	dir, err = ParseKeyDirectory(enc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c, err := NewPrivacyPassClient(dir, iss.Challenge(), &ClientConfig{Now: iss.cfg.Now, Period: iss.cfg.Period})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return c
 }
 
@@ -104,17 +92,11 @@ func fetchPP(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account
 	var toks [][]byte
 	for range n {
 		pending, req, err := c.Request(c.Challenge().ForGroup(testGroup))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		resp, err := iss.Issue(account, req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		tok, err := pending.Finalize(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		toks = append(toks, tok)
 	}
 	return toks
@@ -134,17 +116,11 @@ func groupChallenges(c *PrivacyPassClient, group []byte, n int) []*TokenChalleng
 func fetchPPBatch(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, account string, n int) [][]byte {
 	t.Helper()
 	pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, n))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp, err := iss.IssueBatch(account, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	toks, err := pending.Finalize(resp)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(toks) != n {
 		t.Fatalf("got %d tokens, want %d", len(toks), n)
 	}
@@ -154,17 +130,11 @@ func fetchPPBatch(t testing.TB, iss *PrivacyPassIssuer, c *PrivacyPassClient, ac
 func fetchSimple(t testing.TB, iss *SimpleIssuer, account string, n int) [][]byte {
 	t.Helper()
 	req, err := NewSimpleRequest(n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp, err := iss.Issue(account, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	toks, err := ParseSimpleResponse(resp, n)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return toks
 }
 
@@ -195,9 +165,7 @@ func allSchemesQuota(t testing.TB, quota int) []scheme {
 		}, iss, func(t testing.TB) []byte {
 			c := ppClient(t, iss)
 			_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			return req
 		}})
 	}
@@ -208,9 +176,7 @@ func allSchemesQuota(t testing.TB, quota int) []scheme {
 	}, batchIssuer{batched}, func(t testing.TB) []byte {
 		c := ppClient(t, batched)
 		_, req, err := c.RequestBatch(groupChallenges(c, testGroup, 1))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return req
 	}})
 	return out
@@ -228,9 +194,7 @@ func TestRedeemOnce(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 32)
 			for i, tok := range toks {
-				if err := s.r.Redeem(tok, testGroup); err != nil {
-					t.Fatalf("token %d: %v", i, err)
-				}
+				require.NoError(t, s.r.Redeem(tok, testGroup), "token %d", i)
 				if err := s.r.Redeem(tok, testGroup); !errors.Is(err, ErrDoubleSpend) {
 					t.Fatalf("token %d again: %v, want ErrDoubleSpend", i, err)
 				}
@@ -265,9 +229,7 @@ func TestConcurrentRedeem(t *testing.T) {
 			}
 			close(start)
 			wg.Wait()
-			if err := otherErr.Load(); err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
+			require.Nil(t, otherErr.Load(), "unexpected error")
 			for i := range accepted {
 				if n := accepted[i].Load(); n != 1 {
 					t.Errorf("token %d accepted %d times", i, n)
@@ -282,9 +244,7 @@ func TestRetiredKey(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			toks := s.fetch(t, "alice", 3)
 			s.clk.advance(24 * time.Hour) // next period: still accepted
-			if err := s.r.Redeem(toks[0], testGroup); err != nil {
-				t.Fatalf("previous period's token: %v", err)
-			}
+			require.NoError(t, s.r.Redeem(toks[0], testGroup), "previous period's token")
 			s.clk.advance(24 * time.Hour) // two periods on: refused
 			err := s.r.Redeem(toks[1], testGroup)
 			if !errors.Is(err, ErrUnknownKey) && !errors.Is(err, ErrExpired) {
@@ -301,9 +261,7 @@ func TestRetiredKey(t *testing.T) {
 		c := ppClient(t, iss)
 		clk.advance(24*time.Hour + time.Hour) // past the clock skew
 		_, req, err := c.Request(c.Challenge().ForGroup(testGroup))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, err := iss.Issue("alice", req); !errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("issuing under the previous key: %v, want ErrUnknownKey", err)
 		}
@@ -314,9 +272,7 @@ func TestKeyRotation(t *testing.T) {
 	clk := newClock()
 	iss := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now})
 	d1, err := iss.Keys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// A second issuer with the same master secret derives the same keys.
 	d2, err := newPPIssuer(t, TokenTypeVOPRFP384, &IssuerConfig{Now: clk.now}).Keys()
 	require.NoError(t, err)
@@ -422,9 +378,7 @@ func TestTamperedToken(t *testing.T) {
 				}
 			}
 			// None of that spent the real token.
-			if err := iss.Redeem(tok, testGroup); err != nil {
-				t.Fatalf("genuine token after tampering: %v", err)
-			}
+			require.NoError(t, iss.Redeem(tok, testGroup), "genuine token after tampering")
 		})
 	}
 	t.Run("simple", func(t *testing.T) {
@@ -438,9 +392,7 @@ func TestTamperedToken(t *testing.T) {
 		if err := si.Redeem(tok[:31], nil); !errors.Is(err, ErrMalformed) {
 			t.Errorf("short: %v, want ErrMalformed", err)
 		}
-		if err := si.Redeem(tok, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, si.Redeem(tok, nil))
 	})
 }
 
@@ -451,13 +403,9 @@ func TestTamperedProof(t *testing.T) {
 			iss := newPPIssuer(t, tt, &IssuerConfig{BatchedTokensDraft: true})
 			c := ppClient(t, iss)
 			pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 4))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			resp, err := iss.IssueBatch("alice", req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			proofStart := len(resp) - 2*p.ns
 			// Flipping the low bit of a scalar keeps it in range, so the
 			// proof parses and must fail to verify.
@@ -473,18 +421,14 @@ func TestTamperedProof(t *testing.T) {
 			}
 			// An evaluation by another key, with a valid proof for that key.
 			other, err := NewPrivacyPassIssuer(bytes.Repeat([]byte{9}, 32), testChallenge(tt), withMemory(&IssuerConfig{BatchedTokensDraft: true}))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			breq, _ := ParseBatchTokenRequest(req)
 			now := other.cfg.period(other.cfg.Now())
 			k, _ := other.key(now, 0)
 			breq.TruncatedTokenKeyID = k.id[31]
 			req2, _ := breq.Bytes()
 			resp2, err := other.IssueBatch("alice", req2)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if _, err := pending.Finalize(resp2); !errors.Is(err, ErrInvalidProof) {
 				t.Errorf("response under another key: %v, want ErrInvalidProof", err)
 			}
@@ -540,13 +484,9 @@ func TestEnvelope(t *testing.T) {
 			for ct := uint8(1); ct <= 3; ct++ { // application, proposal, commit
 				msg := privateMessage(group, 7, ct, []byte("ciphertext"))
 				env, err := Seal(s.r.Scheme(), toks[ct], msg, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				d, err := server.Accept(env)
-				if err != nil {
-					t.Fatalf("content type %d: %v", ct, err)
-				}
+				require.NoError(t, err, "content type %d", ct)
 				if !bytes.Equal(d.GroupID, group) || d.Epoch != 7 || !bytes.Equal(d.Message, msg) {
 					t.Fatalf("delivery = %+v", d)
 				}
@@ -564,9 +504,7 @@ func TestEnvelopeRefused(t *testing.T) {
 	toks := fetchSimple(t, si, "alice", 1)
 	msg := privateMessage([]byte("g"), 1, 1, []byte("x"))
 	good, err := Seal(SchemeSimple, toks[0], msg, []int{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	publicMessage := bytes.Clone(msg)
 	publicMessage[3] = 1 // wire format mls_public_message
 	if _, err := Seal(SchemeSimple, toks[0], publicMessage, nil); !errors.Is(err, ErrNotPrivateMessage) {
@@ -574,9 +512,7 @@ func TestEnvelopeRefused(t *testing.T) {
 	}
 	seal := func(e Envelope) []byte {
 		b, err := e.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return b
 	}
 	base := Envelope{Version: EnvelopeVersion, Scheme: SchemeSimple, Token: toks[0], Message: msg}
@@ -615,16 +551,10 @@ func TestEnvelopePadding(t *testing.T) {
 	for n := 0; n < 70000; n += 1 + n/7 {
 		msg := privateMessage([]byte("group"), 1, 1, make([]byte, n))
 		env, err := Seal(SchemePrivacyPass, tok, msg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		e, err := ParseEnvelope(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(e.Message, msg) {
-			t.Fatal("message changed")
-		}
+		require.NoError(t, err)
+		require.Equal(t, msg, e.Message, "message changed")
 		ok := len(env)%DefaultBuckets[len(DefaultBuckets)-1] == 0
 		for _, b := range DefaultBuckets {
 			ok = ok || len(env) == b
@@ -642,9 +572,7 @@ func TestEnvelopePadding(t *testing.T) {
 	for n := 0; n < 600; n++ {
 		msg := privateMessage(nil, 0, 1, make([]byte, n))
 		env, err := Seal(SchemeSimple, make([]byte, 32), msg, []int{256, 512, 1024})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if l := len(env); l != 256 && l != 512 && l != 1024 {
 			t.Fatalf("n=%d: envelope of %d bytes", n, l)
 		}
@@ -683,9 +611,7 @@ func TestEnvelopeHasNoSender(t *testing.T) {
 	tok := bytes.Repeat([]byte{1}, 32)
 	a, _ := Seal(SchemeSimple, tok, msg, nil)
 	b, _ := Seal(SchemeSimple, tok, msg, nil)
-	if !bytes.Equal(a, b) {
-		t.Fatal("Seal is not a function of the token and the message")
-	}
+	require.Equal(t, b, a, "Seal is not a function of the token and the message")
 }
 
 // TestPrivacyPassUnlinkable checks what the issuer sees at issuance has
@@ -700,17 +626,11 @@ func TestPrivacyPassUnlinkable(t *testing.T) {
 			var tokens [][]byte
 			for _, account := range []string{"alice", "bob"} {
 				pending, req, err := c.RequestBatch(groupChallenges(c, testGroup, 8))
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				resp, err := iss.IssueBatch(account, req)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				toks, err := pending.Finalize(resp)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				transcript = append(transcript, req, resp)
 				tokens = append(tokens, toks...)
 			}
@@ -745,9 +665,7 @@ func TestWireRoundTrip(t *testing.T) {
 	c := ppClient(t, iss)
 	_, req, _ := c.RequestBatch(groupChallenges(c, testGroup, 3))
 	r, err := ParseBatchTokenRequest(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if b, _ := r.Bytes(); !bytes.Equal(b, req) || len(r.BlindedMsgs) != 3 {
 		t.Fatal("batch request round trip")
 	}
@@ -766,9 +684,7 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 	ch.RedemptionContext = make([]byte, 32)
 	enc, err := ch.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ch2, err := ParseTokenChallenge(enc)
 	if err != nil || !reflect.DeepEqual(ch, ch2) {
 		t.Fatalf("challenge round trip: %v %+v", err, ch2)
@@ -784,32 +700,20 @@ func TestSealedGroupMessage(t *testing.T) {
 	cfg := &mls.Config{Handshake: mls.HandshakePrivate}
 	newID := func(name string) (mls.Credential, *mls.SignaturePrivateKey) {
 		sig, err := cs.GenerateSignatureKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return mls.Credential{Type: mls.CredentialBasic, Identity: []byte(name)}, sig
 	}
 	aliceCred, aliceSig := newID("alice")
 	bobCred, bobSig := newID("bob")
 	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{bobKP.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.MergePendingCommit(pc))
 	bob, err := mls.Join(pc.Welcome, bobKP, nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	issuer := newSimpleIssuer(t, nil)
 	server := NewServer(issuer)
@@ -818,36 +722,22 @@ func TestSealedGroupMessage(t *testing.T) {
 	// An application message and a commit (a PrivateMessage under the
 	// HandshakePrivate policy) both travel sealed.
 	app, err := alice.EncryptApplication([]byte("sealed hello"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	upd, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i, m := range []*mls.MLSMessage{app, upd.Commit} {
 		env, err := SealMessage(SchemeSimple, toks[i], m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if bytes.Contains(env, aliceSig.PublicKey()) || bytes.Contains(env, []byte("alice")) {
 			t.Fatal("envelope carries the sender's identity or key")
 		}
 		d, err := server.Accept(env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(d.GroupID, bob.GroupID()) {
-			t.Fatal("routed to the wrong group")
-		}
+		require.NoError(t, err)
+		require.Equal(t, bob.GroupID(), d.GroupID, "routed to the wrong group")
 		msg, err := mls.ParseMessage(d.Message)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		res, err := bob.Process(msg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if res.Sender.Index != uint32(alice.OwnLeafIndex()) {
 			t.Fatalf("bob sees sender %d", res.Sender.Index)
 		}
@@ -855,20 +745,14 @@ func TestSealedGroupMessage(t *testing.T) {
 			t.Fatal("wrong plaintext")
 		}
 		if i == 1 {
-			if err := bob.Merge(res.Commit); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, bob.Merge(res.Commit))
 		}
 	}
 	// A PublicMessage (the default handshake policy) cannot be sealed.
 	alice2, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	prop, err := alice2.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, err := SealMessage(SchemeSimple, toks[0], prop, nil); !errors.Is(err, ErrNotPrivateMessage) {
 		t.Fatalf("sealing a PublicMessage: %v", err)
 	}

@@ -33,13 +33,9 @@ func loadPrivacyPassVectors(t testing.TB) []privacyPassVector {
 	t.Helper()
 	p := vectortest.SharedPath(t, "PRIVACYPASS_TEST_VECTORS", "privacypass-vectors", "priv_verif_rfc9578.go.json")
 	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var vs []privacyPassVector
-	if err := json.Unmarshal(data, &vs); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, json.Unmarshal(data, &vs))
 	if len(vs) == 0 {
 		t.Fatal("no privacy pass vectors")
 	}

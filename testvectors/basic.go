@@ -252,7 +252,7 @@ func checkCryptoBasics(c *checker, v *cryptoBasicsVector) {
 
 func genCryptoBasics(g *generator) ([]cryptoBasicsVector, error) {
 	var out []cryptoBasicsVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		nh := cs.HashSize()
 		var v cryptoBasicsVector
 		v.CipherSuite = uint16(cs)
@@ -413,7 +413,7 @@ func checkKeySchedule(c *checker, v *keyScheduleVector) {
 
 func genKeySchedule(g *generator) ([]keyScheduleVector, error) {
 	var out []keyScheduleVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		nh := cs.HashSize()
 		v := keyScheduleVector{CipherSuite: uint16(cs), GroupID: g.bytes(16), InitialInitSecret: g.bytes(nh)}
 		init, err := keyschedule.NewInitSecret(cs, v.InitialInitSecret)
@@ -468,7 +468,7 @@ func checkPSKSecret(c *checker, v *pskSecretVector) {
 
 func genPSKSecret(g *generator) ([]pskSecretVector, error) {
 	var out []pskSecretVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		for _, n := range []int{0, 1, 3} {
 			v := pskSecretVector{CipherSuite: uint16(cs)}
 			v.PSKs = make([]struct {
@@ -538,7 +538,7 @@ func checkSecretTree(c *checker, v *secretTreeVector) {
 
 func genSecretTree(g *generator) ([]secretTreeVector, error) {
 	var out []secretTreeVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		for _, n := range []uint32{1, 8, 11} {
 			nh := cs.HashSize()
 			v := secretTreeVector{CipherSuite: uint16(cs), EncryptionSecret: g.bytes(nh)}

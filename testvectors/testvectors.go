@@ -42,6 +42,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/microchat/e2ee/hpke"
 )
 
 // VectorTime is the clock of every group, KeyPackage and LeafNode that
@@ -348,3 +350,16 @@ func (g *generator) bytes(n int) []byte {
 
 // intn returns a number in [0, n).
 func (g *generator) intn(n int) int { return rand.New(g.r).IntN(n) }
+
+// rfcSuites are the seven cipher suites of RFC 9420, Section 17.1, for
+// which every vector type is generated. (The library may support more;
+// the official formats and the generated files cover these.)
+var rfcSuites = []hpke.CipherSuite{
+	hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519,
+	hpke.MLS_128_DHKEMP256_AES128GCM_SHA256_P256,
+	hpke.MLS_128_DHKEMX25519_CHACHA20POLY1305_SHA256_Ed25519,
+	hpke.MLS_256_DHKEMX448_AES256GCM_SHA512_Ed448,
+	hpke.MLS_256_DHKEMP521_AES256GCM_SHA512_P521,
+	hpke.MLS_256_DHKEMX448_CHACHA20POLY1305_SHA512_Ed448,
+	hpke.MLS_256_DHKEMP384_AES256GCM_SHA384_P384,
+}

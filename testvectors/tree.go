@@ -90,7 +90,7 @@ func hasKeyPackageLeaf(tree *treekem.Tree) bool {
 
 func genTreeValidation(g *generator) ([]treeValidationVector, error) {
 	var out []treeValidationVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		// A fresh group of 3, and a group of 6 where members left, updated
 		// and committed, so the tree has blanks, unmerged leaves and
 		// parent hashes from several committers.
@@ -196,7 +196,7 @@ func checkTreeOperations(c *checker, v *treeOperationsVector) {
 
 func genTreeOperations(g *generator) ([]treeOperationsVector, error) {
 	var out []treeOperationsVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		s, err := newSim(g, cs, 5)
 		if err != nil {
 			return nil, err
@@ -405,7 +405,7 @@ func checkTreeKEM(c *checker, v *treeKEMVector) {
 
 func genTreeKEM(g *generator) ([]treeKEMVector, error) {
 	var out []treeKEMVector
-	for _, cs := range hpke.CipherSuites() {
+	for _, cs := range rfcSuites {
 		for _, n := range []int{5, 8} {
 			v, err := genTreeKEMCase(g, cs, n)
 			if err != nil {

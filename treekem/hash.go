@@ -110,22 +110,22 @@ func storeBlankHash(k blankKey, h []byte) {
 
 // leafHash hashes a TreeHashInput for a leaf (RFC 9420, Section 7.8).
 func (t *Tree) leafHash(l LeafIndex, leaf *LeafNode) []byte {
-	return t.suite.Hash(wire.MustMarshal(func(b *cryptobyte.Builder) {
+	return t.hashOf(func(b *cryptobyte.Builder) {
 		b.AddUint8(uint8(NodeTypeLeaf))
 		b.AddUint32(uint32(l))
 		wire.AddOptional(b, leaf != nil, func(b *cryptobyte.Builder) { leaf.Marshal(b) })
-	}))
+	})
 }
 
 // parentHashInput hashes a TreeHashInput for a parent (RFC 9420, Section
 // 7.8).
 func (t *Tree) parentHashInput(p *ParentNode, left, right []byte) []byte {
-	return t.suite.Hash(wire.MustMarshal(func(b *cryptobyte.Builder) {
+	return t.hashOf(func(b *cryptobyte.Builder) {
 		b.AddUint8(uint8(NodeTypeParent))
 		wire.AddOptional(b, p != nil, func(b *cryptobyte.Builder) { p.Marshal(b) })
 		wire.AddVarintBytes(b, left)
 		wire.AddVarintBytes(b, right)
-	}))
+	})
 }
 
 // hashExcluding returns the tree hash of n in the tree where every leaf in
@@ -161,9 +161,20 @@ func (t *Tree) hashExcluding(n NodeIndex, excluded []LeafIndex) []byte {
 // and parent_hash field and the original tree hash of its copath child
 // (RFC 9420, Section 7.9).
 func (t *Tree) parentHash(encryptionKey, parentHash, siblingHash []byte) []byte {
-	return t.suite.Hash(wire.MustMarshal(func(b *cryptobyte.Builder) {
+	return t.hashOf(func(b *cryptobyte.Builder) {
 		wire.AddVarintBytes(b, encryptionKey)
 		wire.AddVarintBytes(b, parentHash)
 		wire.AddVarintBytes(b, siblingHash)
-	}))
+	})
+}
+
+// hashOf hashes the encoding written by f, built in a pooled scratch
+// buffer: hashing a node costs no allocation but the hash. It panics only
+// on a field too long to encode, like wire.MustMarshal.
+func (t *Tree) hashOf(f func(*cryptobyte.Builder)) []byte {
+	var h []byte
+	if err := wire.Use(f, func(b []byte) { h = t.suite.Hash(b) }); err != nil {
+		panic(err)
+	}
+	return h
 }

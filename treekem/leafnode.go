@@ -448,13 +448,15 @@ func (l *LeafNode) Bytes() []byte {
 // tbs returns the LeafNodeTBS of RFC 9420, Section 7.2: the content, then
 // the group ID and leaf index for the update and commit sources.
 func (l *LeafNode) tbs(groupID []byte, leaf LeafIndex) ([]byte, error) {
-	return wire.Marshal(func(b *cryptobyte.Builder) {
-		l.marshalContent(b)
-		if l.Source == SourceUpdate || l.Source == SourceCommit {
-			wire.AddVarintBytes(b, groupID)
-			b.AddUint32(uint32(leaf))
-		}
-	})
+	return wire.Marshal(func(b *cryptobyte.Builder) { l.marshalTBS(b, groupID, leaf) })
+}
+
+func (l *LeafNode) marshalTBS(b *cryptobyte.Builder, groupID []byte, leaf LeafIndex) {
+	l.marshalContent(b)
+	if l.Source == SourceUpdate || l.Source == SourceCommit {
+		wire.AddVarintBytes(b, groupID)
+		b.AddUint32(uint32(leaf))
+	}
 }
 
 const leafNodeLabel = "LeafNodeTBS"
@@ -485,11 +487,15 @@ func (l *LeafNode) VerifySignature(cs hpke.CipherSuite, groupID []byte, leaf Lea
 	if err := cs.ValidateSignaturePublicKey(l.SignatureKey); err != nil {
 		return fmt.Errorf("%w: leaf node signature_key: %w", ErrMalformed, err)
 	}
-	tbs, err := l.tbs(groupID, leaf)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)
+	// The TBS is built in a scratch buffer, verified and dropped.
+	var verr error
+	err := wire.Use(func(b *cryptobyte.Builder) { l.marshalTBS(b, groupID, leaf) }, func(tbs []byte) {
+		verr = cs.VerifyWithLabel(l.SignatureKey, leafNodeLabel, tbs, l.Signature)
+	})
+	if err == nil {
+		err = verr
 	}
-	if err := cs.VerifyWithLabel(l.SignatureKey, leafNodeLabel, tbs, l.Signature); err != nil {
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidSignature, err)
 	}
 	return nil

@@ -34,6 +34,7 @@ var tampers = []tamper{
 	{"leaf-encryption-key", []error{treekem.ErrInvalidSignature}, func(tree *treekem.Tree, seed int) bool {
 		return onLeaf(tree, seed, func(l *treekem.LeafNode) { l.EncryptionKey = flip(l.EncryptionKey, seed) })
 	}},
+	// A flipped signature key either fails the signature or no longer decodes.
 	{"leaf-signature-key", []error{treekem.ErrInvalidSignature, treekem.ErrMalformed}, func(tree *treekem.Tree, seed int) bool {
 		return onLeaf(tree, seed, func(l *treekem.LeafNode) { l.SignatureKey = flip(l.SignatureKey, seed) })
 	}},

@@ -204,14 +204,40 @@ func (t *Tree) Validate(opts *ValidateOptions) error {
 	if t.nodes.width == 0 {
 		return fmt.Errorf("%w: empty tree", ErrInvalidTree)
 	}
+	// The leaf checks, signatures above all, depend on nothing else in
+	// the tree: they start at once on every worker, on a list of the
+	// leaves taken first so that the workers never read the node store,
+	// while this goroutine checks the structure and computes the tree
+	// hashes (in parallel for big trees). The parent checks, which need
+	// the hashes, follow.
+	var leaves []NodeIndex
+	for i := 0; i < int(t.nodes.width); i += 2 {
+		if t.nodes.at(NodeIndex(i)).leaf != nil {
+			leaves = append(leaves, NodeIndex(i))
+		}
+	}
+	leafNodes := make([]*LeafNode, len(leaves))
+	for k, n := range leaves {
+		leafNodes[k] = t.nodes.at(n).leaf
+	}
+	var stop atomic.Bool
+	leafDone := make(chan error, 1)
+	go func() {
+		_, err := parallel(len(leaves), opts.Workers, &stop, func(k int) (bool, error) {
+			return false, t.checkLeaf(leafNodes[k], leaves[k].Leaf(), opts)
+		})
+		leafDone <- err
+	}()
 	if err := t.checkStructure(); err != nil {
+		stop.Store(true)
+		<-leafDone
 		return err
 	}
-	// With every node's hash cached (computed in parallel for big trees),
-	// the parent-hash checks only read the tree, so the workers that
-	// verify the leaves run them too.
 	t.TreeHash()
-	badParent, err := t.checkLeaves(opts)
+	if err := <-leafDone; err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidTree, err)
+	}
+	badParent, err := t.checkParents(opts)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidTree, err)
 	}
@@ -219,6 +245,83 @@ func (t *Tree) Validate(opts *ValidateOptions) error {
 		return both(ErrInvalidTree, ErrParentHashMismatch, "node %d", badParent)
 	}
 	return nil
+}
+
+// parallel runs f(0), ..., f(n-1) on up to workers goroutines (zero means
+// GOMAXPROCS) and returns the first k, in order, for which f reported
+// true, or -1, unless some f failed: then it returns the error of the
+// lowest k that failed. It stops early after a failure or once stop is
+// set.
+func parallel(n, workers int, stop *atomic.Bool, f func(k int) (bool, error)) (int, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	errs := make([]error, n)
+	flagged := make([]bool, n)
+	var next atomic.Int64
+	check := func() {
+		const batch = 16
+		for !stop.Load() {
+			start := int(next.Add(batch)) - batch
+			if start >= n {
+				return
+			}
+			for k := start; k < min(start+batch, n); k++ {
+				bad, err := f(k)
+				flagged[k] = bad
+				if err != nil {
+					errs[k] = err
+					stop.Store(true)
+				}
+			}
+		}
+	}
+	if workers <= 1 {
+		check()
+	} else {
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(check)
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return -1, err
+		}
+	}
+	for k, bad := range flagged {
+		if bad {
+			return k, nil
+		}
+	}
+	return -1, nil
+}
+
+// checkParents validates parent keys and parent hashes on up to
+// opts.Workers goroutines. It returns the error of the lowest node and the
+// lowest parent node that is not parent-hash valid (or -1), which it
+// checks as VerifyParentHashes does; every node hash must be cached.
+func (t *Tree) checkParents(opts *ValidateOptions) (int, error) {
+	var todo []NodeIndex
+	for i := 1; i < int(t.nodes.width); i += 2 {
+		if t.nodes.at(NodeIndex(i)).parent != nil {
+			todo = append(todo, NodeIndex(i))
+		}
+	}
+	var stop atomic.Bool
+	k, err := parallel(len(todo), opts.Workers, &stop, func(k int) (bool, error) {
+		n := todo[k]
+		if e := t.suite.ValidatePublicKey(t.nodes.at(n).parent.EncryptionKey); e != nil {
+			return false, fmt.Errorf("%w: parent node %d: encryption key: %w", ErrInvalidTree, n, e)
+		}
+		return !t.parentHashValid(n), nil
+	})
+	if err != nil || k < 0 {
+		return -1, err
+	}
+	return int(todo[k]), nil
 }
 
 // checkStructure checks unmerged leaves, key uniqueness and credential
@@ -280,73 +383,6 @@ func (t *Tree) checkStructure() error {
 		}
 	}
 	return nil
-}
-
-// checkLeaves runs checkLeaf on every leaf, and validates parent keys, on
-// up to opts.Workers goroutines. It returns the error of the lowest node
-// and the lowest parent node that is not parent-hash valid (or -1), which
-// it checks as VerifyParentHashes does; every node hash must be cached.
-func (t *Tree) checkLeaves(opts *ValidateOptions) (int, error) {
-	var todo []NodeIndex
-	for i := range int(t.nodes.width) {
-		if !t.nodes.at(NodeIndex(i)).blank() {
-			todo = append(todo, NodeIndex(i))
-		}
-	}
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, len(todo))
-	errs := make([]error, len(todo))
-	badHash := make([]bool, len(todo))
-	var failed atomic.Bool
-	var next atomic.Int64
-	check := func() {
-		const batch = 16
-		for !failed.Load() {
-			start := int(next.Add(batch)) - batch
-			if start >= len(todo) {
-				return
-			}
-			for k := start; k < min(start+batch, len(todo)); k++ {
-				n := todo[k]
-				nd := t.nodes.at(NodeIndex(n))
-				var err error
-				if nd.leaf != nil {
-					err = t.checkLeaf(nd.leaf, n.Leaf(), opts)
-				} else if e := t.suite.ValidatePublicKey(nd.parent.EncryptionKey); e != nil {
-					err = fmt.Errorf("%w: parent node %d: encryption key: %w", ErrInvalidTree, n, e)
-				} else {
-					badHash[k] = !t.parentHashValid(n)
-				}
-				if err != nil {
-					errs[k] = err
-					failed.Store(true)
-				}
-			}
-		}
-	}
-	if workers <= 1 {
-		check()
-	} else {
-		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(check)
-		}
-		wg.Wait()
-	}
-	for _, err := range errs {
-		if err != nil {
-			return -1, err
-		}
-	}
-	for k, bad := range badHash {
-		if bad {
-			return int(todo[k]), nil
-		}
-	}
-	return -1, nil
 }
 
 // VerifyParentHashes checks that every non-blank parent node is parent-hash

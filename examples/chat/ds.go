@@ -34,6 +34,26 @@ type deliveryService struct {
 	truth map[[32]byte]string
 }
 
+// verifyLimiter caps the token verifications the server spends on one
+// group (a real server would reset the counts each period, and also limit
+// per connection before parsing). It only sees tokens that passed the
+// cheap checks: right size, type, group and key.
+type verifyLimiter struct {
+	mu       sync.Mutex
+	perGroup int
+	counts   map[string]int
+}
+
+func (l *verifyLimiter) allow(groupID []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.counts[string(groupID)] >= l.perGroup {
+		return errors.New("ds: too many token verifications for this group")
+	}
+	l.counts[string(groupID)]++
+	return nil
+}
+
 // tokenStore is where the delivery service keeps spent tokens and issuance
 // quotas: a database every server process shares (examples/store), so that
 // a restart or a second process cannot accept a spent token again.
@@ -44,6 +64,7 @@ type tokenStore interface {
 
 type dsGroup struct {
 	committed map[uint64][]byte // epoch -> the commit accepted for it
+	delivered map[[32]byte]bool // messages fanned out: a resend is delivered once
 	groupInfo []byte
 	inboxes   map[string][][]byte
 }
@@ -61,7 +82,11 @@ func newDeliveryService(tokens tokenStore) (*deliveryService, error) {
 		IssuerName: "tokens.microchat.example",
 		OriginInfo: "delivery.microchat.example",
 	}
-	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{Spent: tokens, Quotas: tokens})
+	limiter := &verifyLimiter{perGroup: 10000, counts: map[string]int{}}
+	issuer, err := sealedsender.NewPrivacyPassIssuer(master, challenge, &sealedsender.IssuerConfig{
+		Spent: tokens, Quotas: tokens,
+		BeforeVerify: limiter.allow, // forged tokens cost a VOPRF evaluation each
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +209,14 @@ func (ds *deliveryService) fanOut(groupID []byte, epoch uint64, commit bool, msg
 		}
 		g.committed[epoch] = msg
 	}
+	if g.delivered == nil {
+		g.delivered = map[[32]byte]bool{}
+	}
+	h := sha256.Sum256(msg)
+	if g.delivered[h] {
+		return nil // sent again after a crash (mls.Transport.Send)
+	}
+	g.delivered[h] = true
 	for k := range g.inboxes {
 		g.inboxes[k] = append(g.inboxes[k], msg)
 	}

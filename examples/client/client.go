@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type client struct {
 	ds     *dsClient
 	out    *lockedWriter
 	groups map[string]*member
+	wallet wallet
 }
 
 // member is the client's state in one group.
@@ -43,14 +45,21 @@ type client struct {
 // Besides the group's own records, the client keeps application records
 // in the same store, written in the same atomic saves (mls.SaveOptions.App):
 // "cursor" (the last log entry processed), "own/SEQ" (log entries this
-// client sent, to skip when they come back), "outbox" (an encrypted
-// message saved before it is sent) and "welcome" (the Welcome of a merged
-// commit, until it is delivered).
+// client sent, to skip when they come back), "outbox-sealed" (the sealed
+// envelope of an encrypted message, saved before it is sent; "outbox" for
+// an unsealed one), "commit-envelope" (the sealed envelope of the stored
+// pending commit), "welcome" (the Welcome of a merged commit, until it is
+// delivered) and "token/ID" (the group's stock of tokens, tokens.go).
 type member struct {
 	name   string
 	g      *mls.Group
-	cursor int64          // last log entry processed
-	own    map[int64]bool // log entries this client sent
+	cursor int64                  // last log entry processed
+	own    map[int64]bool         // log entries this client sent
+	tokens map[string]storedToken // unused tokens bound to the group, by record key
+}
+
+func newMember(name string, g *mls.Group) *member {
+	return &member{name: name, g: g, own: map[int64]bool{}, tokens: map[string]storedToken{}}
 }
 
 func cursorRecord(seq int64) mls.Record {
@@ -81,7 +90,7 @@ func openClient(ctx context.Context, serverURL, name, dbPath string, out *locked
 		db:     db,
 		store:  st,
 		cfg:    &mls.Config{Handshake: mls.HandshakePrivate, PaddingBlock: 32},
-		ds:     &dsClient{base: serverURL, http: &http.Client{}},
+		ds:     newDSClient(serverURL),
 		out:    out,
 		groups: map[string]*member{},
 	}
@@ -171,8 +180,8 @@ func (c *client) open(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	m := &member{name: name, g: g, own: map[int64]bool{}}
-	var outbox, welcome []byte
+	m := newMember(name, g)
+	var outbox, sealedOutbox, commitEnvelope, welcome []byte
 	for _, r := range recs {
 		k := string(r.Key)
 		switch {
@@ -180,8 +189,16 @@ func (c *client) open(ctx context.Context, name string) error {
 			m.cursor = int64(binary.BigEndian.Uint64(r.Value))
 		case k == "outbox":
 			outbox = r.Value
+		case k == "outbox-sealed":
+			sealedOutbox = r.Value
+		case k == "commit-envelope":
+			commitEnvelope = r.Value
 		case k == "welcome":
 			welcome = r.Value
+		case strings.HasPrefix(k, tokenRecordPrefix):
+			if t, ok := parseTokenRecord(r); ok {
+				m.tokens[k] = t
+			}
 		case strings.HasPrefix(k, "own/"):
 			if seq, err := strconv.ParseInt(k[4:], 10, 64); err == nil {
 				m.own[seq] = true
@@ -203,8 +220,20 @@ func (c *client) open(ctx context.Context, name string) error {
 			return err
 		}
 	}
+	if sealedOutbox != nil {
+		// The same envelope, token included: the server answers it as the
+		// message it already logged, or logs it now.
+		seq, err := c.ds.sendSealed(ctx, g.GroupID(), sealedOutbox)
+		if err != nil {
+			return fmt.Errorf("re-sending the outbox: %w", err)
+		}
+		m.own[seq] = true
+		if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")}); err != nil {
+			return err
+		}
+	}
 	if pc := g.RecoveredCommit(); pc != nil {
-		if err := c.finishCommit(ctx, m, pc); err != nil && !errors.Is(err, mls.ErrConflict) {
+		if err := c.finishCommit(ctx, m, pc, commitEnvelope); err != nil && !errors.Is(err, mls.ErrConflict) {
 			return err
 		}
 	}
@@ -253,11 +282,19 @@ func (c *client) create(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	m := &member{name: name, g: g, own: map[int64]bool{}}
+	m := newMember(name, g)
 	if err := c.register(ctx, m, nil); err != nil {
 		return err
 	}
-	return c.publishGroupInfo(ctx, m)
+	if err := c.publishGroupInfo(ctx, m); err != nil {
+		return err
+	}
+	// Tokens for the group's first messages, fetched now rather than when
+	// they are sent. Only the creator can send in epoch 0 anyway.
+	if err := c.refill(ctx, m); err != nil {
+		c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+	}
+	return nil
 }
 
 func (c *client) publishGroupInfo(ctx context.Context, m *member) error {
@@ -295,23 +332,41 @@ func (c *client) commit(ctx context.Context, name string, opts *mls.CommitOption
 	if err := c.syncGroup(ctx, m); err != nil {
 		return err
 	}
+	if _, _, err := m.takeToken(); err != nil {
+		return err
+	}
 	opts.GroupInfo, opts.ExternalPub = true, true
+	opts.AuthenticatedData = c.viewTag(m)
 	pc, err := m.g.Commit(opts)
 	if err != nil {
 		return err
 	}
-	if err := mls.SavePendingCommit(ctx, c.store, m.g, pc, &mls.SaveOptions{App: []mls.Record{cursorRecord(m.cursor)}}); err != nil {
+	// The commit's envelope is stored with it, taking its token from the
+	// stock in the same save: after a crash the same envelope is sent.
+	env, tok, recs, err := m.seal(pc.Commit)
+	if err != nil {
 		return err
 	}
-	return c.sendCommit(ctx, m, pc)
+	recs = append(recs, cursorRecord(m.cursor), mls.Record{Key: []byte("commit-envelope"), Value: env})
+	if err := mls.SavePendingCommit(ctx, c.store, m.g, pc, &mls.SaveOptions{App: recs}); err != nil {
+		return err
+	}
+	delete(m.tokens, tok.key)
+	return c.sendCommit(ctx, m, pc, env)
 }
 
-// sendCommit sends a stored pending commit and finishes it as the server
-// decides.
-func (c *client) sendCommit(ctx context.Context, m *member, pc *mls.PendingCommit) error {
-	seq, err := c.ds.send(ctx, m.g.GroupID(), pc.Commit)
+// sendCommit sends a stored pending commit, in its sealed envelope env,
+// and finishes it as the server decides.
+func (c *client) sendCommit(ctx context.Context, m *member, pc *mls.PendingCommit, env []byte) error {
+	var seq int64
+	var err error
+	if env != nil {
+		seq, err = c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	} else {
+		seq, err = c.ds.send(ctx, m.g.GroupID(), pc.Commit)
+	}
 	if errors.Is(err, mls.ErrConflict) {
-		if err := c.save(ctx, m, nil); err != nil { // drops the stored commit
+		if err := c.save(ctx, m, nil, mls.Record{Key: []byte("commit-envelope")}); err != nil { // drops the stored commit
 			return err
 		}
 		if err := c.syncGroup(ctx, m); err != nil {
@@ -325,11 +380,15 @@ func (c *client) sendCommit(ctx context.Context, m *member, pc *mls.PendingCommi
 	return c.merged(ctx, m, pc, seq)
 }
 
-// finishCommit resolves a commit recovered after a restart.
-func (c *client) finishCommit(ctx context.Context, m *member, pc *mls.PendingCommit) error {
+// finishCommit resolves a commit recovered after a restart; env is its
+// stored sealed envelope.
+func (c *client) finishCommit(ctx context.Context, m *member, pc *mls.PendingCommit, env []byte) error {
 	data, err := c.ds.get(ctx, "/v1/groups/"+hex.EncodeToString(m.g.GroupID())+"/commits/"+strconv.FormatUint(m.g.Epoch(), 10))
 	if errors.Is(err, errNotFound) {
-		return c.sendCommit(ctx, m, pc) // the server never got it: the same bytes again
+		if env == nil && pc.Commit.WireFormat == mls.WireFormatPrivateMessage {
+			return errors.New("stored commit without its sealed envelope")
+		}
+		return c.sendCommit(ctx, m, pc, env) // the server never got it: the same envelope again
 	}
 	if err != nil {
 		return err
@@ -350,7 +409,8 @@ func (c *client) finishCommit(ctx context.Context, m *member, pc *mls.PendingCom
 		return c.merged(ctx, m, pc, e.Seq)
 	}
 	c.out.printf("[%s] dropped our commit of epoch %d: another one was accepted", m.name, m.g.Epoch())
-	return mls.SaveGroup(ctx, c.store, m.g, &mls.SaveOptions{DiscardPendingCommit: true, App: []mls.Record{cursorRecord(m.cursor)}})
+	return mls.SaveGroup(ctx, c.store, m.g, &mls.SaveOptions{DiscardPendingCommit: true,
+		App: []mls.Record{cursorRecord(m.cursor), {Key: []byte("commit-envelope")}}})
 }
 
 // merged merges a commit the server accepted at seq, saves the new epoch
@@ -368,7 +428,8 @@ func (c *client) merged(ctx context.Context, m *member, pc *mls.PendingCommit, s
 			return err
 		}
 	}
-	if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("welcome"), Value: welcome}); err != nil {
+	if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("welcome"), Value: welcome},
+		mls.Record{Key: []byte("commit-envelope")}); err != nil {
 		return err
 	}
 	c.out.printf("[%s] epoch %d, %d members", m.name, m.g.Epoch(), m.g.MemberCount())
@@ -466,12 +527,19 @@ func (c *client) joinExternal(ctx context.Context, name string) error {
 		return err
 	}
 	// Start reading after the join: earlier messages are not for us.
-	m := &member{name: name, g: g, cursor: seq, own: map[int64]bool{}}
+	m := newMember(name, g)
+	m.cursor = seq
 	if err := c.register(ctx, m, nil); err != nil {
 		return err
 	}
 	c.out.printf("[%s] joined, epoch %d, %d members", name, g.Epoch(), g.MemberCount())
-	return c.publishGroupInfo(ctx, m)
+	if err := c.publishGroupInfo(ctx, m); err != nil {
+		return err
+	}
+	if err := c.refill(ctx, m); err != nil { // ahead of need
+		c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+	}
+	return nil
 }
 
 func (c *client) say(ctx context.Context, name, text string) error {
@@ -481,27 +549,43 @@ func (c *client) say(ctx context.Context, name, text string) error {
 	if err != nil {
 		return err
 	}
-	msg, err := m.g.EncryptApplication([]byte(text), nil)
+	if _, _, err := m.takeToken(); err != nil {
+		return err // before the ratchet moves
+	}
+	msg, err := m.g.EncryptApplication([]byte(text), c.viewTag(m))
 	if err != nil {
 		return err
 	}
-	data, err := msg.Bytes()
+	env, tok, recs, err := m.seal(msg)
 	if err != nil {
 		return err
 	}
-	// The ratchet moved: persist it with the ciphertext in the outbox
-	// before sending, so that a crash can neither make this device reuse
-	// the key for another message nor lose this one (open sends it).
-	if err := c.save(ctx, m, nil, mls.Record{Key: []byte("outbox"), Value: data}); err != nil {
+	// The ratchet moved: persist it with the sealed envelope in the outbox,
+	// and the token taken out of the stock, before sending, so that a crash
+	// can neither make this device reuse the key or the token for another
+	// message nor lose this one (open sends the same envelope).
+	recs = append(recs, mls.Record{Key: []byte("outbox-sealed"), Value: env})
+	if err := c.save(ctx, m, nil, recs...); err != nil {
 		return err
 	}
-	seq, err := c.ds.send(ctx, m.g.GroupID(), msg)
+	delete(m.tokens, tok.key)
+	seq, err := c.ds.sendSealed(ctx, m.g.GroupID(), env)
 	if err != nil {
 		return err
+	}
+	if os.Getenv(crashAfterSendEnv) != "" {
+		// Test hook: die after the server logged the message and before
+		// the outbox is cleared, as a crash would.
+		os.Exit(3)
 	}
 	m.own[seq] = true
-	return c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox")})
+	return c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")})
 }
+
+// crashAfterSendEnv names the environment variable that makes the client
+// exit right after the server accepted a message and before it clears its
+// outbox: a test hook for the re-send after a crash.
+const crashAfterSendEnv = "MICROCHAT_TEST_CRASH_AFTER_SEND"
 
 func (c *client) members(name string) ([]string, error) {
 	c.mu.Lock()
@@ -554,11 +638,14 @@ func (c *client) syncWelcomes(ctx context.Context) error {
 			continue
 		}
 		name := string(g.GroupID())
-		m := &member{name: name, g: g, own: map[int64]bool{}}
+		m := newMember(name, g)
 		if err := c.register(ctx, m, consumed); err != nil {
 			return err
 		}
 		c.out.printf("[%s] joined, epoch %d, %d members", name, g.Epoch(), g.MemberCount())
+		if err := c.refill(ctx, m); err != nil { // ahead of need
+			c.out.printf("[%s] warning: fetching tokens: %v", name, err)
+		}
 		// Replace the one-time KeyPackage that was used.
 		if len(consumed.KeyPackages) > 0 {
 			if err := c.publishKeyPackage(ctx, false); err != nil {
@@ -620,6 +707,7 @@ func (c *client) processEntry(ctx context.Context, m *member, seq int64, data []
 		c.out.printf("[%s] rejected a message: %v", m.name, err)
 		return c.save(ctx, m, nil)
 	}
+	c.checkView(m, res) // before a commit moves the group to the next epoch
 	switch {
 	case res.Commit != nil:
 		if err := m.g.Merge(res.Commit); err != nil {
@@ -658,6 +746,20 @@ func (c *client) senderName(m *member, leaf mls.LeafIndex) string {
 type dsClient struct {
 	base string
 	http *http.Client
+	// sealed carries the sealed envelopes (and the challenge requests),
+	// each on a connection of its own: a connection kept alive would link
+	// an envelope to the account that used the connection before, or to
+	// the envelopes sent on it before.
+	sealed   *http.Client
+	tokenURL string // the issuer-request-uri of the issuer directory
+}
+
+func newDSClient(base string) *dsClient {
+	return &dsClient{
+		base:   base,
+		http:   &http.Client{},
+		sealed: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}},
+	}
 }
 
 // errNotFound is the server's 404.
@@ -671,7 +773,11 @@ func (d *dsClient) do(ctx context.Context, method, path string, body []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	resp, err := d.http.Do(req)
+	return d.doRequest(d.http, req)
+}
+
+func (d *dsClient) doRequest(hc *http.Client, req *http.Request) ([]byte, error) {
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}

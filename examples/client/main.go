@@ -17,6 +17,11 @@
 //	sync                    fetch now (the client also polls in the background)
 //	quit
 //
+// Group messages, handshakes included, go to the server in sealed
+// envelopes (package sealedsender) with no sender identity, paid for with
+// Privacy Pass tokens the client fetches ahead of need (tokens.go); only
+// an external join, which names the joiner anyway, is sent in the clear.
+//
 // Each command answers "ok CMD" or "error CMD: REASON"; what arrives is
 // printed as it is processed ("[GROUP] alice: hello"). The output is
 // line-oriented so that scripts (and this example's test) can drive it.
@@ -30,6 +35,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"strings"
@@ -77,7 +83,7 @@ func run(ctx context.Context, serverURL, name, dbPath string, poll time.Duration
 		return err
 	}
 	defer c.close()
-	w.printf("ready %s (%d groups)", name, len(c.groups))
+	w.printf("ready %s (%d groups, %d tokens)", name, len(c.groups), c.tokenCount())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -95,6 +101,21 @@ func run(ctx context.Context, serverURL, name, dbPath string, poll time.Duration
 				if err := c.sync(ctx); err != nil && ctx.Err() == nil {
 					w.printf("warning: sync: %v", err)
 				}
+			}
+		}
+	}()
+	// The token job: tops up each group's stock of sealed-sender tokens on
+	// a jittered timer of its own, unrelated to sending (tokens.go). The
+	// first run checks the issuer's keys and challenge after a start.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c.refillAll(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(poll * time.Duration(2+rand.IntN(8))):
 			}
 		}
 	}()

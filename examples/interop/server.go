@@ -81,7 +81,11 @@ func (s pskStore) ResumptionPSK([]byte, uint64) ([]byte, error) { return nil, ml
 
 // newConfig returns the configuration of a member's groups.
 func newConfig(psks pskStore, encrypt bool) *mls.Config {
-	cfg := &mls.Config{PSKs: psks, ResumptionPSKEpochs: 64}
+	cfg := &mls.Config{PSKs: psks, ResumptionPSKEpochs: 64,
+		// The harness hands a committer the proposals of external signers
+		// and new members it wants committed; an application would check
+		// who sent them here.
+		AcceptNonMemberProposal: func(*mls.Proposal, mls.Sender) error { return nil }}
 	if encrypt {
 		cfg.Handshake = mls.HandshakePrivate
 	}
@@ -581,6 +585,9 @@ func (s *server) commit(req *mlsclient.CommitRequest) (*mlsclient.CommitResponse
 	pending, err := st.g.Commit(opts)
 	if err != nil {
 		return nil, nil, fail("commit", err)
+	}
+	if len(pending.Dropped) > 0 {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "commit: %d proposals dropped, the first because: %v", len(pending.Dropped), pending.Dropped[0].Err)
 	}
 	resp := &mlsclient.CommitResponse{}
 	if resp.Commit, err = encode(pending.Commit); err != nil {

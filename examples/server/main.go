@@ -16,16 +16,26 @@
 //	GET  /v1/keypackages/{identity}        one KeyPackage of identity (handed out once, except last resort)
 //	POST /v1/welcomes                      an MLSMessage holding a Welcome
 //	GET  /v1/welcomes/{identity}           JSON list of the Welcomes queued for identity (taken)
-//	POST /v1/groups/{group}/messages       an MLSMessage; JSON {seq}; 409 if a commit of its epoch was accepted
-//	                                       already; the same bytes again get the same seq (idempotent)
+//	POST /v1/groups/{group}/messages       an MLSMessage holding a PublicMessage (an external commit); JSON
+//	                                       {seq}; 409 if a commit of its epoch was accepted already; the same
+//	                                       bytes again get the same seq (idempotent). A PrivateMessage is
+//	                                       refused (401): it must come sealed, see below
+//	POST /v1/groups/{group}/envelopes      a sealed envelope holding a PrivateMessage (package sealedsender);
+//	                                       answered as messages; 401 with a PrivateToken challenge if its token
+//	                                       is missing, invalid or spent on another message
+//	GET  /.well-known/private-token-issuer-directory   the Privacy Pass issuer directory (RFC 9578)
+//	POST /v1/token-request                 an RFC 9578 TokenRequest; the TokenResponse (MicroChat-Account header)
 //	GET  /v1/groups/{group}/messages?after=N   JSON list {seq, data} of the log after N
 //	GET  /v1/groups/{group}/commits/{epoch}    JSON {seq, data}: the commit accepted for epoch, or 404
 //	PUT  /v1/groups/{group}/groupinfo      an MLSMessage holding a GroupInfo
 //	GET  /v1/groups/{group}/groupinfo      the latest GroupInfo
 //
-// {identity} and {group} are hex. This example has no accounts: a real
-// deployment authenticates clients for publishing and fetching, and
-// accepts sealed envelopes (package sealedsender) for group messages.
+// {identity} and {group} are hex. Group PrivateMessages (application
+// messages and, with the clients' settings, every handshake) travel in
+// sealed envelopes with no sender identity, paid for with Privacy Pass
+// tokens the server issues blindly (sealed.go). This example has no
+// accounts: a real deployment authenticates clients for publishing,
+// fetching and token issuance, never for envelopes.
 package main
 
 import (
@@ -77,7 +87,12 @@ func run(ctx context.Context, addr, dbPath, pg string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: newHandler(d), ReadHeaderTimeout: 10 * time.Second}
+	tk, err := newTokens(ctx, d, time.Now)
+	if err != nil {
+		return err
+	}
+	go tk.pruneLoop(ctx, out)
+	srv := &http.Server{Handler: newHandler(d, tk), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(out, "listening on %s\n", ln.Addr())
 	go func() {
 		<-ctx.Done()
@@ -92,12 +107,16 @@ func run(ctx context.Context, addr, dbPath, pg string, out io.Writer) error {
 }
 
 type handler struct {
-	db  *db
-	mux *http.ServeMux
+	db     *db
+	tokens *tokens
+	mux    *http.ServeMux
 }
 
-func newHandler(d *db) http.Handler {
-	h := &handler{db: d, mux: http.NewServeMux()}
+func newHandler(d *db, tk *tokens) http.Handler {
+	h := &handler{db: d, tokens: tk, mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /.well-known/private-token-issuer-directory", h.getIssuerDirectory)
+	h.mux.HandleFunc("POST "+tokenRequestPath, h.postTokenRequest)
+	h.mux.HandleFunc("POST /v1/groups/{group}/envelopes", h.postEnvelope)
 	h.mux.HandleFunc("POST /v1/keypackages", h.postKeyPackage)
 	h.mux.HandleFunc("GET /v1/keypackages/{identity}", h.getKeyPackage)
 	h.mux.HandleFunc("POST /v1/welcomes", h.postWelcome)
@@ -245,7 +264,9 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 	case m.PublicMessage != nil:
 		commit = m.PublicMessage.Content.ContentType == mls.ContentTypeCommit
 	case m.PrivateMessage != nil:
-		commit = m.PrivateMessage.ContentType == mls.ContentTypeCommit
+		// PrivateMessages travel sealed and paid for (postEnvelope).
+		h.challenge(w, groupID, errNoToken)
+		return
 	default:
 		fail(w, fmt.Errorf("%w: not a group message", errBadRequest))
 		return

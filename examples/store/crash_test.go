@@ -127,6 +127,7 @@ func (d *crashDS) after(t testing.TB, seq int64) []dsMsg {
 // node is one member: its store and group.
 type node struct {
 	name string
+	dir  string
 	s    *Store
 	g    *mls.Group
 	ds   *crashDS
@@ -135,7 +136,7 @@ type node struct {
 
 func openNode(t testing.TB, dir, name string, ds *crashDS) *node {
 	_, s := openStore(t, filepath.Join(dir, name+".db"))
-	return &node{name: name, s: s, ds: ds, step: func(string) {}}
+	return &node{name: name, dir: dir, s: s, ds: ds, step: func(string) {}}
 }
 
 func (n *node) save(t testing.TB, app ...mls.Record) {
@@ -184,6 +185,9 @@ func (n *node) restart(t testing.TB, gid []byte) {
 			accepted = pc.Commit
 		}
 		if pc.Is(accepted) {
+			// Send the Welcome (again: the delivery service takes it
+			// once), then merge and save.
+			n.sendWelcome(t, pc)
 			if err := g.MergePendingCommit(pc); err != nil {
 				t.Fatal(err)
 			}
@@ -299,16 +303,24 @@ func (n *node) commit(t testing.TB, opts *mls.CommitOptions) {
 		t.Fatal(err)
 	}
 	n.step("accepted")
-	if pc.Welcome != nil {
-		data, _ := pc.Welcome.Bytes()
-		if _, err := n.ds.db.Exec(`INSERT INTO welcomes (data) VALUES (?) ON CONFLICT (data) DO NOTHING`, data); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n.sendWelcome(t, pc)
+	n.step("welcomed")
 	if err := n.g.MergePendingCommit(pc); err != nil {
 		t.Fatal(err)
 	}
 	n.save(t)
+}
+
+// sendWelcome sends the Welcome of a commit, if it has one.
+func (n *node) sendWelcome(t testing.TB, pc *mls.PendingCommit) {
+	t.Helper()
+	if pc.Welcome == nil {
+		return
+	}
+	data, _ := pc.Welcome.Bytes()
+	if _, err := n.ds.db.Exec(`INSERT INTO welcomes (data) VALUES (?) ON CONFLICT (data) DO NOTHING`, data); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // send runs the send flow: encrypt, save with the message in the outbox,
@@ -383,12 +395,14 @@ func (w *crashWorld) setup(t *testing.T, flow string) {
 	case "receive":
 		w.nodes["bob"].send(t, "from bob")
 	case "join":
-		w.nodes["alice"].commit(t, &mls.CommitOptions{Add: []*mls.KeyPackage{w.daveKP(t)}})
+		w.nodes["alice"].commit(t, &mls.CommitOptions{Add: []*mls.KeyPackage{daveKP(t, w.dir)}})
 	}
 }
 
-func (w *crashWorld) daveKP(t *testing.T) *mls.KeyPackage {
-	dave := w.nodes["dave"]
+// daveKP returns dave's KeyPackage, as the delivery service would hand
+// it out.
+func daveKP(t testing.TB, dir string) *mls.KeyPackage {
+	dave := openNode(t, dir, "dave", nil)
 	ref := make([]mls.KeyPackageRef, 0)
 	rows, err := dave.s.db.Query(`SELECT ref FROM mls_key_packages`)
 	if err != nil {
@@ -408,11 +422,12 @@ func (w *crashWorld) daveKP(t *testing.T) *mls.KeyPackage {
 }
 
 // flowMember is the member that runs each flow in the child.
-var flowMember = map[string]string{"commit": "alice", "commit-lost": "alice", "send": "alice", "receive": "alice", "join": "dave", "send-unsafe": "alice"}
+var flowMember = map[string]string{"commit": "alice", "add": "alice", "commit-lost": "alice", "send": "alice", "receive": "alice", "join": "dave", "send-unsafe": "alice"}
 
 // flowSteps are the steps after which the child is killed, in order.
 var flowSteps = map[string][]string{
-	"commit":      {"built", "stored", "accepted"},
+	"commit":      {"built", "stored", "accepted", "welcomed"},
+	"add":         {"built", "stored", "accepted", "welcomed"},
 	"commit-lost": {"built", "stored", "refused", "decrypted", "saved"},
 	"send":        {"encrypted", "stored", "sent"},
 	"receive":     {"decrypted", "saved"},
@@ -425,6 +440,8 @@ func runFlow(t testing.TB, n *node, flow string) {
 	switch flow {
 	case "commit", "commit-lost":
 		n.commit(t, &mls.CommitOptions{ForcePath: true})
+	case "add":
+		n.commit(t, &mls.CommitOptions{Add: []*mls.KeyPackage{daveKP(t, n.dir)}})
 	case "send":
 		n.send(t, "from alice")
 	case "receive":
@@ -478,7 +495,7 @@ func TestCrashSteps(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
-	for _, flow := range []string{"commit", "commit-lost", "send", "receive", "join"} {
+	for _, flow := range []string{"commit", "add", "commit-lost", "send", "receive", "join"} {
 		steps := flowSteps[flow]
 		for k := 0; k <= len(steps); k++ {
 			name := "completed"
@@ -559,10 +576,15 @@ func (w *crashWorld) check(t *testing.T, flow string) {
 	*runner = *openNode(t, w.dir, runner.name, w.ds)
 	runner.restart(t, w.gid)
 	members := []*node{w.nodes["alice"], w.nodes["bob"], w.nodes["carol"]}
-	if runner.name == "dave" || flow == "join" {
-		if runner.g == nil {
-			t.Fatal("dave did not join")
+	if flow == "add" {
+		// Dave joins if the delivery service accepted the commit that
+		// adds him: its Welcome must then have been sent.
+		if w.ds.commitAt(1) != nil {
+			dave := w.nodes["dave"]
+			dave.restart(t, w.gid)
 		}
+	}
+	if w.nodes["dave"].g != nil {
 		members = append(members, w.nodes["dave"])
 	}
 	for _, n := range members {

@@ -50,6 +50,13 @@ func UnmarshalExtensions(s *cryptobyte.String, out *[]Extension) bool {
 	return wire.ReadSharedList(s, out, skipExtension, readExtension)
 }
 
+// UnmarshalExtensionsInPlace is [UnmarshalExtensions] without the copy:
+// the extensions' Data point into s, which the caller must own and never
+// modify afterwards (a buffer it decrypted, say).
+func UnmarshalExtensionsInPlace(s *cryptobyte.String, out *[]Extension) bool {
+	return wire.ReadList(s, out, skipExtension, readExtension)
+}
+
 func readExtension(s *cryptobyte.String, e *Extension) bool {
 	return s.ReadUint16((*uint16)(&e.Type)) && wire.ReadVarintSlice(s, &e.Data)
 }

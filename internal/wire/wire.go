@@ -119,36 +119,54 @@ func ReadVarint(s *cryptobyte.String, out *uint32) bool {
 
 // AddVarintPrefixed adds the bytes written by f, preceded by their length as
 // a varint. The body is built in a scratch builder because the size of the
-// prefix depends on it; the scratch buffers are pooled (and cleared after
-// use, as they may hold secrets), so that nested vectors do not cost an
-// allocation per level and per element.
+// prefix depends on it; scratch builders and their buffers are pooled (and
+// cleared after use, as they may hold secrets), so that nested vectors
+// cost no allocation per level and per element.
 func AddVarintPrefixed(b *cryptobyte.Builder, f func(*cryptobyte.Builder)) {
-	bp := scratch.Get().(*[]byte)
-	child := cryptobyte.NewBuilder((*bp)[:0])
-	f(child)
-	body, err := child.Bytes()
+	sb := getScratch()
+	f(&sb.b)
+	body, err := sb.b.Bytes()
 	if err != nil {
 		b.SetError(err)
 	} else {
 		AddVarintBytes(b, body)
 	}
-	release(bp, body)
+	sb.release(body)
 }
 
 // maxScratch is the largest scratch buffer kept for reuse.
 const maxScratch = 4 << 20
 
-// release clears a scratch buffer, which may hold secrets, and returns it
-// to the pool unless it grew too large to keep.
-func release(bp *[]byte, buf []byte) {
-	clear(buf)
-	if cap(buf) <= maxScratch {
-		*bp = buf[:0]
-		scratch.Put(bp)
-	}
+// scratchBuilder is a pooled builder with the buffer it last grew.
+type scratchBuilder struct {
+	b   cryptobyte.Builder
+	buf []byte
 }
 
-var scratch = sync.Pool{New: func() any { return new([]byte) }}
+var scratch = sync.Pool{New: func() any { return new(scratchBuilder) }}
+
+func getScratch() *scratchBuilder {
+	sb := scratch.Get().(*scratchBuilder)
+	sb.b = *cryptobyte.NewBuilder(sb.buf[:0])
+	return sb
+}
+
+// release clears the bytes the builder wrote, which may be secret, and
+// returns it to the pool unless its buffer grew too large to keep. body is
+// the builder's output, or nil if it failed.
+func (sb *scratchBuilder) release(body []byte) {
+	clear(body)
+	sb.b = cryptobyte.Builder{}
+	if body == nil {
+		// A failed builder's output is lost; start afresh.
+		sb.buf = nil
+	} else if cap(body) > maxScratch {
+		return
+	} else {
+		sb.buf = body[:0]
+	}
+	scratch.Put(sb)
+}
 
 // ReadVarintPrefixed reads a varint length and that many bytes from s into
 // out, without copying.
@@ -363,16 +381,26 @@ func Parse(data []byte, f func(*cryptobyte.String) bool) error {
 // use, and copied out once at its exact size, so that the builder's growth
 // costs no allocation.
 func Marshal(f func(*cryptobyte.Builder)) ([]byte, error) {
-	bp := scratch.Get().(*[]byte)
-	b := cryptobyte.NewBuilder((*bp)[:0])
-	f(b)
-	body, err := b.Bytes()
+	var out []byte
+	err := Use(f, func(b []byte) { out = append(make([]byte, 0, len(b)), b...) })
+	return out, err
+}
+
+// Use runs f on a pooled scratch builder and passes the bytes it wrote to
+// use, or returns the first error f set. The bytes are valid only during
+// use and cleared afterwards: it is for encodings that are hashed, signed
+// or verified and then dropped, which then cost no allocation.
+func Use(f func(*cryptobyte.Builder), use func([]byte)) error {
+	sb := getScratch()
+	f(&sb.b)
+	body, err := sb.b.Bytes()
 	if err != nil {
-		return nil, err
+		sb.release(nil)
+		return err
 	}
-	out := append(make([]byte, 0, len(body)), body...)
-	release(bp, body)
-	return out, nil
+	use(body)
+	sb.release(body)
+	return nil
 }
 
 // MustMarshal is like [Marshal] but panics on error. It is for structures
