@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/treekem"
 )
 
@@ -191,4 +192,24 @@ func TestRefuseTreeStructure(t *testing.T) {
 		tree.ParentNode(3).UnmergedLeaves = []treekem.LeafIndex{3}
 		require.ErrorIs(t, tree.Validate(g3.opts()), treekem.ErrInvalidTree)
 	})
+}
+
+func TestRefuseLazyLeafRead(t *testing.T) {
+	// LeafSignatureKey reads the GroupInfo signer's key out of an encoded
+	// tree before the signature is checked; a node before that leaf that
+	// does not decode makes the tree malformed.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 3)
+	data := g.tree.Bytes()
+	key, err := treekem.LeafSignatureKey(data, 1)
+	require.NoError(t, err)
+	require.Equal(t, g.tree.Leaf(1).SignatureKey, key)
+	_, k, err := wire.DecodeVarint(data)
+	require.NoError(t, err)
+	for _, typ := range []byte{0, 3, 0xff} {
+		bad := bytes.Clone(data)
+		bad[k+1] = typ // node 0: present, with an unknown node type
+		_, err = treekem.LeafSignatureKey(bad, 1)
+		require.ErrorIs(t, err, treekem.ErrMalformed, "node type %d", typ)
+	}
 }
