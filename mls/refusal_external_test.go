@@ -57,9 +57,11 @@ func TestRefuseExternalCommit(t *testing.T) {
 			prepend(addOf(newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage))(c)
 		}, []any{"12.4.3.2"}},
 		{"update", func(t *testing.T, ms []*member, c *Commit) {
+			// Refused as an Update from a non-member, before its leaf
+			// is even looked at.
 			upd, _ := cachedUpdate(t, ms[2])
 			prepend(upd)(c)
-		}, []any{"12.1.2"}},
+		}, []any{"12.1.2", notErr{treekem.ErrInvalidLeafNode}}},
 		{"two-removes", func(t *testing.T, ms []*member, c *Commit) {
 			prepend(removeOf(1))(c)
 			prepend(removeOf(2))(c)

@@ -213,3 +213,34 @@ func TestRefuseLazyLeafRead(t *testing.T) {
 		require.ErrorIs(t, err, treekem.ErrMalformed, "node type %d", typ)
 	}
 }
+
+func TestRefuseCredentialCoverage(t *testing.T) {
+	// §7.3: a new leaf must support every credential type in use. Here a
+	// member uses credential type 0x0a0a (which every member lists), and
+	// the new leaf lists only its own basic type.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 2)
+	x := newMember(t, cs, "x")
+	x.leaf = resigned(t, cs, x, func(l *treekem.LeafNode) {
+		l.Credential = treekem.Credential{Type: 0x0a0a, Data: []byte("x")}
+	})
+	g.add(t, x)
+	m := newMember(t, cs, "new")
+	require.NoError(t, g.tree.ValidateLeafNode(m.leaf, treekem.SourceKeyPackage, 0, g.opts()), "a leaf listing both types")
+	narrow := resigned(t, cs, m, func(l *treekem.LeafNode) {
+		l.Capabilities.Credentials = []treekem.CredentialType{treekem.CredentialBasic}
+	})
+	refuseLeafAny(t, g, narrow, treekem.SourceKeyPackage, 0, g.opts(), treekem.ErrInvalidLeafNode, treekem.ErrCapabilities)
+}
+
+func TestRefuseExternalSenderPosition(t *testing.T) {
+	// §12.4.3.2: an external joiner takes the leftmost blank leaf, so a
+	// path "from" the leaf past the end while leaf 3 is blank is refused.
+	g, _, up, _ := pathFixture(t)
+	tree := g.tree.Clone()
+	require.NoError(t, tree.RemoveLeaf(3))
+	before := tree.Bytes()
+	err := tree.MergeUpdatePath(treekem.LeafIndex(tree.LeafCount()), clonePath(up), nil, g.opts())
+	require.ErrorIs(t, err, treekem.ErrBlankLeaf)
+	require.Equal(t, before, tree.Bytes())
+}
