@@ -70,7 +70,16 @@ func TestRefuseLeafRules(t *testing.T) {
 			lt := &kp.LeafNode.Lifetime
 			lt.NotBefore, lt.NotAfter = lt.NotAfter, lt.NotBefore
 		}, true)
-		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), treekem.ErrLifetime)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), "7.3", treekem.ErrLifetime)
+	})
+	t.Run("add/leaf-extension-not-listed", func(t *testing.T) {
+		// §10: refused as a KeyPackage (section 10) before the leaf
+		// checks (section 12.1.1) run.
+		ms := threeMembers(t, nil)
+		kp := tamperedKeyPackage(t, cs, func(kp *KeyPackage) {
+			kp.LeafNode.Extensions = append(slices.Clone(kp.LeafNode.Extensions), Extension{Type: 0xff06, Data: []byte{}})
+		}, true)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), "10", treekem.ErrCapabilities)
 	})
 	t.Run("update/identity-changed", func(t *testing.T) {
 		// §5.3.1: by default a basic credential's identity may not change.
