@@ -245,3 +245,15 @@ func TestRefuseExternalSenderPosition(t *testing.T) {
 	require.ErrorIs(t, err, treekem.ErrBlankLeaf)
 	require.Equal(t, before, tree.Bytes())
 }
+
+func TestRefuseUndecodableSignatureKey(t *testing.T) {
+	// A signature key that does not decode is malformed input, not a
+	// failed signature.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	m := newMember(t, cs, "x")
+	l := *m.leaf
+	l.SignatureKey = l.SignatureKey[:len(l.SignatureKey)-1]
+	err := l.VerifySignature(cs, nil, 0)
+	require.ErrorIs(t, err, treekem.ErrMalformed)
+	require.NotErrorIs(t, err, treekem.ErrInvalidSignature)
+}
