@@ -25,7 +25,11 @@ func TestRefuseMergeUpdatePath(t *testing.T) {
 		{"node-key-equals-leaf-key", func(p *treekem.UpdatePath) { p.Nodes[0].EncryptionKey = bytes.Clone(p.LeafNode.EncryptionKey) }, []error{treekem.ErrDuplicateKey}},
 		{"two-nodes-same-key", func(p *treekem.UpdatePath) { p.Nodes[1].EncryptionKey = bytes.Clone(p.Nodes[0].EncryptionKey) }, []error{treekem.ErrDuplicateKey}},
 		{"invalid-node-key", func(p *treekem.UpdatePath) { p.Nodes[1].EncryptionKey = []byte{1, 2, 3} }, []error{treekem.ErrInvalidUpdatePath, hpke.ErrInvalidPublicKey}},
-		{"extra-node", func(p *treekem.UpdatePath) { p.Nodes = append(p.Nodes, p.Nodes[0]) }, []error{treekem.ErrInvalidUpdatePath}},
+		{"extra-node", func(p *treekem.UpdatePath) {
+			extra := p.Nodes[0]
+			extra.EncryptionKey = newMember(t, g.cs, "extra").encKey.PublicKey()
+			p.Nodes = append(p.Nodes, extra)
+		}, []error{treekem.ErrInvalidUpdatePath}},
 		{"extra-ciphertext", func(p *treekem.UpdatePath) {
 			p.Nodes[1].EncryptedPathSecret = append(p.Nodes[1].EncryptedPathSecret, p.Nodes[1].EncryptedPathSecret[0])
 		}, []error{treekem.ErrInvalidUpdatePath}},
