@@ -261,3 +261,9 @@ func TestRefuseUndecodableSignatureKey(t *testing.T) {
 	require.ErrorIs(t, err, treekem.ErrMalformed)
 	require.NotErrorIs(t, err, treekem.ErrInvalidSignature)
 }
+
+func TestRefuseUpdatePathTrailingData(t *testing.T) {
+	_, _, up, _ := pathFixture(t)
+	_, err := treekem.ParseUpdatePath(append(up.Bytes(), 0))
+	require.ErrorIs(t, err, treekem.ErrMalformed)
+}
