@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	circlhpke "github.com/cloudflare/circl/hpke"
 )
 
@@ -24,9 +26,7 @@ func TestCirclCrossCheck(t *testing.T) {
 				ikm := make([]byte, p.kem.(*kem).nSk)
 				rand.Read(ikm)
 				ours, err := p.kem.deriveKeyPair(0, ikm)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				cpk, csk := scheme.DeriveKeyPair(ikm)
 				cpkb, _ := cpk.MarshalBinary()
 				cskb, _ := csk.MarshalBinary()
@@ -37,41 +37,27 @@ func TestCirclCrossCheck(t *testing.T) {
 
 				// Ours to circl.
 				enc, ct, err := p.seal(0, ours.pk, info, aad, msg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				r, err := suite.NewReceiver(csk, info)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				o, err := r.Setup(enc)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if pt, err := o.Open(ct, aad); err != nil || !bytes.Equal(pt, msg) {
 					t.Fatalf("circl Open: %q, %v", pt, err)
 				}
 
 				// circl to ours.
 				s, err := suite.NewSender(cpk, info)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				enc, sealer, err := s.Setup(rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				ct, err = sealer.Seal(msg, aad)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if pt, err := p.open(ours, enc, info, aad, ct); err != nil || !bytes.Equal(pt, msg) {
 					t.Fatalf("Open: %q, %v", pt, err)
 				}
 				got, err := p.openExport(ours, enc, info, []byte("ctx"), 77)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if want := sealer.Export([]byte("ctx"), 77); !bytes.Equal(got, want) {
 					t.Errorf("Export %x, circl %x", got, want)
 				}

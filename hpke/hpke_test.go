@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestCipherSuites(t *testing.T) {
@@ -86,9 +88,7 @@ func TestAEAD(t *testing.T) {
 		nonce := make([]byte, cs.AEADNonceSize())
 		rand.Read(key)
 		ct, err := cs.AEADSeal(key, nonce, []byte("aad"), []byte("hello"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		pt, err := cs.AEADOpen(key, nonce, []byte("aad"), ct)
 		if err != nil || string(pt) != "hello" {
 			t.Errorf("%v: AEADOpen = %q, %v", cs, pt, err)
@@ -118,13 +118,9 @@ func TestDeriveKeyPair(t *testing.T) {
 				ikm := make([]byte, n)
 				rand.Read(ikm)
 				k1, err := cs.DeriveKeyPair(ikm)
-				if err != nil {
-					t.Fatalf("ikm %d bytes: %v", n, err)
-				}
+				require.NoError(t, err, "ikm %d bytes", n)
 				k2, err := cs.DeriveKeyPair(bytes.Clone(ikm))
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if !bytes.Equal(k1.Bytes(), k2.Bytes()) || !bytes.Equal(k1.PublicKey(), k2.PublicKey()) {
 					t.Errorf("ikm %d bytes: DeriveKeyPair is not deterministic", n)
 				}
@@ -148,16 +144,12 @@ func testKeyPair(t *testing.T, cs CipherSuite, k *PrivateKey) {
 		t.Errorf("ValidatePublicKey: %v", err)
 	}
 	k2, err := cs.NewPrivateKey(k.Bytes())
-	if err != nil {
-		t.Fatalf("NewPrivateKey(Bytes()): %v", err)
-	}
+	require.NoError(t, err, "NewPrivateKey(Bytes())")
 	if !bytes.Equal(k2.Bytes(), k.Bytes()) || !bytes.Equal(k2.PublicKey(), k.PublicKey()) {
 		t.Errorf("private key round trip changed the key")
 	}
 	enc, ct, err := cs.Seal(k.PublicKey(), []byte("info"), []byte("aad"), []byte("msg"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if pt, err := cs.Open(k2, enc, []byte("info"), []byte("aad"), ct); err != nil || string(pt) != "msg" {
 		t.Errorf("Open = %q, %v", pt, err)
 	}
@@ -170,9 +162,7 @@ func TestKeyPairs(t *testing.T) {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			k, err := cs.GenerateKeyPair()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(k.Bytes()) != nsk[cs] || len(k.PublicKey()) != npk[cs] {
 				t.Errorf("sizes %d/%d, want %d/%d", len(k.Bytes()), len(k.PublicKey()), nsk[cs], npk[cs])
 			}
@@ -233,14 +223,10 @@ func TestHPKE(t *testing.T) {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			k, err := cs.GenerateKeyPair()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			info, aad, msg := []byte("info"), []byte("aad"), []byte("a message")
 			enc, ct, err := cs.Seal(k.PublicKey(), info, aad, msg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if pt, err := cs.Open(k, enc, info, aad, ct); err != nil || !bytes.Equal(pt, msg) {
 				t.Fatalf("Open = %q, %v", pt, err)
 			}
@@ -274,9 +260,7 @@ func TestHPKE(t *testing.T) {
 
 			// Exporter.
 			enc, secret, err := cs.SealExport(k.PublicKey(), info, []byte("ctx"), 40)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if len(secret) != 40 {
 				t.Errorf("SealExport gave %d bytes", len(secret))
 			}
@@ -331,27 +315,19 @@ func TestSignatures(t *testing.T) {
 		t.Run(cs.String(), func(t *testing.T) {
 			t.Parallel()
 			k, err := cs.GenerateSignatureKey()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if k.Suite() != cs {
 				t.Errorf("Suite() = %v", k.Suite())
 			}
 			pub := k.PublicKey()
-			if err := cs.ValidateSignaturePublicKey(pub); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, cs.ValidateSignaturePublicKey(pub))
 			k2, err := cs.NewSignaturePrivateKey(k.Bytes())
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if !bytes.Equal(k2.PublicKey(), pub) || !bytes.Equal(k2.Bytes(), k.Bytes()) {
 				t.Errorf("signature key round trip changed the key")
 			}
 			sig, err := cs.SignWithLabel(k2, "Label", []byte("content"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if err := cs.VerifyWithLabel(pub, "Label", []byte("content"), sig); err != nil {
 				t.Errorf("VerifyWithLabel: %v", err)
 			}

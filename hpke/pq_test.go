@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	circlhpke "github.com/cloudflare/circl/hpke"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa87"
@@ -115,6 +116,20 @@ func TestRegisterCipherSuite(t *testing.T) {
 	k, err := CipherSuite(0xF0F1).GenerateKeyPair()
 	require.NoError(t, err)
 	testKeyPair(t, 0xF0F1, k)
+}
+
+// TestRegisterDeployedCodePoints registers the ts-mls suites at the code
+// points ts-mls uses (77-88) and shows the collision with OpenMLS's X-Wing
+// suite at 0x004D = 77: a process can speak one of the two at that value.
+func TestRegisterDeployedCodePoints(t *testing.T) {
+	defs := PostQuantumSuites()[11:23]
+	for i, def := range defs {
+		require.NoError(t, RegisterCipherSuite(CipherSuite(77+i), def), def.Name)
+		got, _ := CipherSuite(77 + i).Definition()
+		assert.Equal(t, def, got)
+	}
+	assert.Equal(t, MLS_128_MLKEM512_AES128GCM_SHA256_Ed25519.Name, CipherSuite(0x004D).String())
+	assert.ErrorIs(t, RegisterCipherSuite(0x004D, MLS_256_XWING_CHACHA20POLY1305_SHA256_Ed25519), ErrCipherSuiteTaken)
 }
 
 // TestRegisterConcurrent registers and looks up suites from many
@@ -440,4 +455,51 @@ func TestPQKEMRefusals(t *testing.T) {
 			assert.ErrorIs(t, err, ErrInvalidPrivateKey)
 		})
 	}
+}
+
+// TestXWingCirclCrossCheck checks the X-Wing suite against circl's HPKE
+// X-Wing (KEM 0x647a) in both directions: the 32-byte private key encodes
+// the same key pair, and each side opens what the other sealed. circl's
+// DeriveKeyPair is SHAKE256(ikm) as in draft-connolly-cfrg-xwing-kem, not
+// the LabeledDerive of draft-ietf-hpke-pq that this package follows, so
+// derived keys differ: peers deriving tree keys the other way cannot
+// interoperate.
+func TestXWingCirclCrossCheck(t *testing.T) {
+	cs := suiteOf(t, MLS_128_MLKEM768X25519_AES128GCM_SHA256_Ed25519)
+	suite := circlhpke.NewSuite(circlhpke.KEM_XWING, circlhpke.KDF_HKDF_SHA256, circlhpke.AEAD_AES128GCM)
+	scheme := circlhpke.KEM_XWING.Scheme()
+	ikm := bytes.Repeat([]byte{3}, 32)
+	ours, err := cs.DeriveKeyPair(ikm)
+	require.NoError(t, err)
+	sk, err := scheme.UnmarshalBinaryPrivateKey(ours.Bytes())
+	require.NoError(t, err)
+	pk, err := sk.Public().MarshalBinary()
+	require.NoError(t, err)
+	require.Equal(t, ours.PublicKey(), pk)
+	theirPK, _ := scheme.DeriveKeyPair(ikm)
+	theirPKBytes, err := theirPK.MarshalBinary()
+	require.NoError(t, err)
+	assert.NotEqual(t, ours.PublicKey(), theirPKBytes, "DeriveKeyPair follows draft-ietf-hpke-pq, not plain SHAKE256")
+
+	info, aad, msg := []byte("info"), []byte("aad"), []byte("message")
+	// circl seals, we open.
+	sender, err := suite.NewSender(sk.Public(), info)
+	require.NoError(t, err)
+	enc, sealer, err := sender.Setup(nil)
+	require.NoError(t, err)
+	ct, err := sealer.Seal(msg, aad)
+	require.NoError(t, err)
+	pt, err := cs.Open(ours, enc, info, aad, ct)
+	require.NoError(t, err)
+	assert.Equal(t, msg, pt)
+	// We seal, circl opens.
+	enc, ct, err = cs.Seal(ours.PublicKey(), info, aad, msg)
+	require.NoError(t, err)
+	receiver, err := suite.NewReceiver(sk, info)
+	require.NoError(t, err)
+	opener, err := receiver.Setup(enc)
+	require.NoError(t, err)
+	pt, err = opener.Open(ct, aad)
+	require.NoError(t, err)
+	assert.Equal(t, msg, pt)
 }

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // Official RFC 9180 test vectors are not available here, so this file
@@ -50,17 +52,11 @@ func stdlibCombos() []hpkeCombo {
 func stdlibSuite(t *testing.T, p *params) (stdhpke.KEM, stdhpke.KDF, stdhpke.AEAD) {
 	t.Helper()
 	k, err := stdhpke.NewKEM(p.kem.kemID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	kdf, err := stdhpke.NewKDF(p.kdfID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	aead, err := stdhpke.NewAEAD(uint16(p.aead))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return k, kdf, aead
 }
 
@@ -88,20 +84,14 @@ func TestStdlibCrossCheck(t *testing.T) {
 					ikm := make([]byte, n)
 					rand.Read(ikm)
 					ours, err := p.kem.deriveKeyPair(cs, ikm)
-					if err != nil {
-						t.Fatal(err)
-					}
+					require.NoError(t, err)
 					theirs, err := stdKEM.DeriveKeyPair(ikm)
-					if err != nil {
-						t.Fatalf("stdlib DeriveKeyPair(%d bytes): %v", n, err)
-					}
+					require.NoError(t, err, "stdlib DeriveKeyPair(%d bytes)", n)
 					if got, want := ours.pk, theirs.PublicKey().Bytes(); !bytes.Equal(got, want) {
 						t.Errorf("ikm %d bytes: public key %x, stdlib %x", n, got, want)
 					}
 					want, err := theirs.Bytes()
-					if err != nil {
-						t.Fatal(err)
-					}
+					require.NoError(t, err)
 					got := ours.sk
 					if p.kem.kemID() == kemX25519.id {
 						got = clampX25519(got) // stdlib serializes X25519 keys clamped
@@ -113,45 +103,29 @@ func TestStdlibCrossCheck(t *testing.T) {
 			})
 
 			ours, err := p.kem.generate(cs)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			theirs, err := stdKEM.NewPrivateKey(ours.sk)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if !bytes.Equal(theirs.PublicKey().Bytes(), ours.pk) {
 				t.Fatalf("public keys differ: stdlib %x, ours %x", theirs.PublicKey().Bytes(), ours.pk)
 			}
 
 			t.Run("ours-to-stdlib", func(t *testing.T) {
 				enc, ct, err := p.seal(cs, ours.pk, info, aad, msg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				r, err := stdhpke.NewRecipient(enc, theirs, stdKDF, stdAEAD, info)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				pt, err := r.Open(aad, ct)
-				if err != nil {
-					t.Fatalf("stdlib Open: %v", err)
-				}
+				require.NoError(t, err, "stdlib Open")
 				if !bytes.Equal(pt, msg) {
 					t.Errorf("stdlib opened %q", pt)
 				}
 				enc, secret, err := p.sealExport(cs, ours.pk, info, []byte("exp ctx"), 42)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				r, err = stdhpke.NewRecipient(enc, theirs, stdKDF, stdAEAD, info)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				want, err := r.Export("exp ctx", 42)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if !bytes.Equal(secret, want) {
 					t.Errorf("exported %x, stdlib %x", secret, want)
 				}
@@ -159,28 +133,18 @@ func TestStdlibCrossCheck(t *testing.T) {
 
 			t.Run("stdlib-to-ours", func(t *testing.T) {
 				enc, s, err := stdhpke.NewSender(theirs.PublicKey(), stdKDF, stdAEAD, info)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				ct, err := s.Seal(aad, msg)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				pt, err := p.open(ours, enc, info, aad, ct)
-				if err != nil {
-					t.Fatalf("Open: %v", err)
-				}
+				require.NoError(t, err, "Open")
 				if !bytes.Equal(pt, msg) {
 					t.Errorf("opened %q", pt)
 				}
 				want, err := s.Export("exp ctx", 42)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				got, err := p.openExport(ours, enc, info, []byte("exp ctx"), 42)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				if !bytes.Equal(got, want) {
 					t.Errorf("exported %x, stdlib %x", got, want)
 				}
@@ -196,20 +160,14 @@ func TestX25519Backends(t *testing.T) {
 		ikm := make([]byte, 32)
 		rand.Read(ikm)
 		a, err := kemX25519Stdlib.deriveKeyPair(0, ikm)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		b, err := kemX25519Circl.deriveKeyPair(0, ikm)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if !bytes.Equal(a.pk, b.pk) || !bytes.Equal(a.sk, b.sk) {
 			t.Fatalf("backends derive different keys")
 		}
 		e, err := kemX25519Circl.generate(0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		d1, err1 := kemX25519Stdlib.impl.dh(a, e.pk)
 		d2, err2 := kemX25519Circl.impl.dh(b, e.pk)
 		if err1 != nil || err2 != nil || !bytes.Equal(d1, d2) {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/internal/vectortest"
 )
 
@@ -109,16 +111,12 @@ func testCryptoBasics(t *testing.T, v *cryptoBasicsVector) {
 	})
 	t.Run("sign_with_label", func(t *testing.T) {
 		s := &v.SignWithLabel
-		if err := cs.ValidateSignaturePublicKey(s.Pub); err != nil {
-			t.Fatalf("ValidateSignaturePublicKey: %v", err)
-		}
+		require.NoError(t, cs.ValidateSignaturePublicKey(s.Pub), "ValidateSignaturePublicKey")
 		if err := cs.VerifyWithLabel(s.Pub, s.Label, s.Content, s.Signature); err != nil {
 			t.Errorf("VerifyWithLabel(given signature): %v", err)
 		}
 		k, err := cs.NewSignaturePrivateKey(s.Priv)
-		if err != nil {
-			t.Fatalf("NewSignaturePrivateKey: %v", err)
-		}
+		require.NoError(t, err, "NewSignaturePrivateKey")
 		if !bytes.Equal(k.PublicKey(), s.Pub) {
 			t.Errorf("PublicKey = %x, want %x", k.PublicKey(), s.Pub)
 		}
@@ -126,9 +124,7 @@ func testCryptoBasics(t *testing.T, v *cryptoBasicsVector) {
 			t.Errorf("Bytes = %x, want %x", k.Bytes(), s.Priv)
 		}
 		sig, err := cs.SignWithLabel(k, s.Label, s.Content)
-		if err != nil {
-			t.Fatalf("SignWithLabel: %v", err)
-		}
+		require.NoError(t, err, "SignWithLabel")
 		if err := cs.VerifyWithLabel(s.Pub, s.Label, s.Content, sig); err != nil {
 			t.Errorf("VerifyWithLabel(fresh signature): %v", err)
 		}
@@ -143,13 +139,9 @@ func testCryptoBasics(t *testing.T, v *cryptoBasicsVector) {
 	})
 	t.Run("encrypt_with_label", func(t *testing.T) {
 		e := &v.EncryptWithLabel
-		if err := cs.ValidatePublicKey(e.Pub); err != nil {
-			t.Fatalf("ValidatePublicKey: %v", err)
-		}
+		require.NoError(t, cs.ValidatePublicKey(e.Pub), "ValidatePublicKey")
 		k, err := cs.NewPrivateKey(e.Priv)
-		if err != nil {
-			t.Fatalf("NewPrivateKey: %v", err)
-		}
+		require.NoError(t, err, "NewPrivateKey")
 		if !bytes.Equal(k.PublicKey(), e.Pub) {
 			t.Errorf("PublicKey = %x, want %x", k.PublicKey(), e.Pub)
 		}
@@ -157,20 +149,14 @@ func testCryptoBasics(t *testing.T, v *cryptoBasicsVector) {
 			t.Errorf("Bytes = %x, want %x", k.Bytes(), e.Priv)
 		}
 		pt, err := cs.DecryptWithLabel(k, e.Label, e.Context, e.KEMOutput, e.Ciphertext)
-		if err != nil {
-			t.Fatalf("DecryptWithLabel(given ciphertext): %v", err)
-		}
+		require.NoError(t, err, "DecryptWithLabel(given ciphertext)")
 		if !bytes.Equal(pt, e.Plaintext) {
 			t.Errorf("DecryptWithLabel = %x, want %x", pt, e.Plaintext)
 		}
 		kemOut, ct, err := cs.EncryptWithLabel(e.Pub, e.Label, e.Context, e.Plaintext)
-		if err != nil {
-			t.Fatalf("EncryptWithLabel: %v", err)
-		}
+		require.NoError(t, err, "EncryptWithLabel")
 		pt, err = cs.DecryptWithLabel(k, e.Label, e.Context, kemOut, ct)
-		if err != nil {
-			t.Fatalf("DecryptWithLabel(fresh ciphertext): %v", err)
-		}
+		require.NoError(t, err, "DecryptWithLabel(fresh ciphertext)")
 		if !bytes.Equal(pt, e.Plaintext) {
 			t.Errorf("DecryptWithLabel(fresh) = %x, want %x", pt, e.Plaintext)
 		}

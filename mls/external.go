@@ -99,7 +99,13 @@ func (g *Group) verifyGroupInfo(gi *GroupInfo, outOfBand []byte, external bool) 
 		sigErr = make(chan error, 1)
 		go func() { sigErr <- gi.verify(cs, signerKey) }()
 	}
-	tree, err := treekem.ParseTree(cs, data)
+	parse := treekem.ParseTree
+	if !external && outOfBand == nil {
+		// A Welcome's tree lies in the GroupInfo decrypted by Join,
+		// a buffer nobody else holds: the tree may point into it.
+		parse = treekem.ParseTreeInPlace
+	}
+	tree, err := parse(cs, data)
 	if sigErr != nil {
 		if serr := <-sigErr; serr != nil {
 			return nil, serr

@@ -223,21 +223,6 @@ func (p *ProposalOrRef) marshal(b *cryptobyte.Builder) {
 	}
 }
 
-func (p *ProposalOrRef) unmarshal(s *cryptobyte.String) bool {
-	*p = ProposalOrRef{}
-	if !s.ReadUint8((*uint8)(&p.Type)) {
-		return false
-	}
-	switch p.Type {
-	case ProposalOrRefProposal:
-		p.Proposal = new(Proposal)
-		return p.Proposal.unmarshal(s)
-	case ProposalOrRefReference:
-		return wire.ReadVarintBytes(s, (*[]byte)(&p.Reference)) && len(p.Reference) >= minRefSize
-	}
-	return false
-}
-
 // Commit applies a list of proposals to a group and optionally refreshes the
 // committer's path (RFC 9420, §12.4).
 type Commit struct {

@@ -316,3 +316,25 @@ func TestProposalCacheBoundPrivate(t *testing.T) {
 		rfaRejects(t, alice.g, second, ErrProposalCacheFull)
 	}
 }
+
+// TestCommitDropsAddOfMember: a cached Add whose KeyPackage carries the
+// signature key of a current member cannot be committed (RFC 9420, §7.3:
+// keys are unique in the tree); it neither holds up sending nor fails the
+// commit, which drops it with treekem.ErrDuplicateKey.
+func TestCommitDropsAddOfMember(t *testing.T) {
+	alice, bob, carol := rfaGroup(t, nil)
+	cs := alice.g.cs
+	kp, err := GenerateKeyPackage(cs, carol.cred, carol.sig, nil)
+	require.NoError(t, err)
+	prop, err := bob.g.ProposeAdd(kp.KeyPackage)
+	require.NoError(t, err)
+	rfaProcess(t, prop, alice, carol)
+	_, err = alice.g.EncryptApplication([]byte("x"), nil)
+	require.NoError(t, err)
+	pc, err := alice.g.Commit(nil)
+	require.NoError(t, err)
+	require.Len(t, pc.Dropped, 1)
+	require.ErrorIs(t, pc.Dropped[0].Err, treekem.ErrDuplicateKey)
+	deliverCommit(t, alice, pc, []*member{alice, bob, carol})
+	agree(t, []*member{alice, bob, carol})
+}

@@ -83,7 +83,7 @@ type GroupStore interface {
 
 // KeyStore holds a client's KeyPackage private keys until they are used,
 // and its external PSKs. The application implements it, usually on the
-// same database as its [GroupStore] so that [GroupStore.SaveGroupState]
+// same database as its [GroupStore] so that [GroupStore.SaveGroupRecords]
 // can delete consumed keys atomically; [MemoryStore] is an in-memory
 // implementation. Its contents must be kept secret.
 type KeyStore interface {

@@ -78,8 +78,7 @@ var ErrLeafIndexRange = errors.New("treekem: leaf index out of range")
 // skipParentNode reads past a ParentNode.
 func skipParentNode(s *cryptobyte.String) bool {
 	var um cryptobyte.String
-	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s) &&
-		wire.ReadVarintPrefixed(s, &um) && len(um)%4 == 0
+	return wire.SkipVarintBytesN(s, 2) && wire.ReadVarintPrefixed(s, &um) && len(um)%4 == 0
 }
 
 // skipLeafNode reads past a LeafNode, as [LeafNode.Unmarshal] would accept

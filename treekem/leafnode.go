@@ -127,19 +127,26 @@ func (c *Credential) Marshal(b *cryptobyte.Builder) {
 
 // Unmarshal reads a credential from s.
 func (c *Credential) Unmarshal(s *cryptobyte.String) bool {
+	return c.unmarshal(s, copying)
+}
+
+func (c *Credential) unmarshal(s *cryptobyte.String, r *byteReaders) bool {
 	*c = Credential{}
 	if !s.ReadUint16((*uint16)(&c.Type)) {
 		return false
 	}
 	switch c.Type {
 	case CredentialBasic:
-		return wire.ReadVarintBytes(s, &c.Identity)
+		return r.bytes(s, &c.Identity)
 	case CredentialX509:
 		// The certificates share one copy of the chain's bytes. A
 		// certificate shorter than a DER tag and length is rejected.
+		if r.inPlace {
+			return wire.ReadList(s, &c.Certificates, skipCertificate, readCertificate)
+		}
 		return wire.ReadSharedList(s, &c.Certificates, skipCertificate, readCertificate)
 	default:
-		return wire.ReadVarintBytes(s, &c.Data)
+		return r.bytes(s, &c.Data)
 	}
 }
 
@@ -268,20 +275,20 @@ func ExtensionTypes(exts []Extension) []ExtensionType {
 	return out
 }
 
-// smallLists bounds the product of two list lengths below which firstMissing
-// compares every pair rather than building a set.
-const smallLists = 64
+// shortList is the length up to which firstMissing compares every pair:
+// with one list that short, comparing pairs is linear in the other.
+const shortList = 8
 
 // firstMissing returns the first element of want that is not in have and
-// for which implicit (if non-nil) is false. It compares pairs only for
-// short lists and otherwise marks have in a bitmap of all 2^16 values, so
-// that it takes time linear in len(have)+len(want) (a leaf may list tens of
+// for which implicit (if non-nil) is false. It compares pairs when one list
+// is short and otherwise marks have in a bitmap of all 2^16 values, so that
+// it takes time linear in len(have)+len(want) (a leaf may list tens of
 // thousands of types) and does not allocate.
 func firstMissing[T ~uint16](have, want []T, implicit func(T) bool) (T, bool) {
 	if len(want) == 0 {
 		return 0, false
 	}
-	if len(have)*len(want) <= smallLists {
+	if len(have) <= shortList || len(want) <= shortList {
 		for _, t := range want {
 			if (implicit == nil || !implicit(t)) && !slices.Contains(have, t) {
 				return t, true
@@ -405,10 +412,27 @@ func (l *LeafNode) Marshal(b *cryptobyte.Builder) {
 // Unmarshal reads a leaf node from s. It fails on an unknown
 // leaf_node_source.
 func (l *LeafNode) Unmarshal(s *cryptobyte.String) bool {
+	return l.unmarshal(s, copying)
+}
+
+// byteReaders says how a decoder keeps byte strings: copied, or pointing
+// into a private copy of the input (see ParseTree).
+type byteReaders struct {
+	bytes      func(*cryptobyte.String, *[]byte) bool
+	extensions func(*cryptobyte.String, *[]Extension) bool
+	inPlace    bool
+}
+
+var (
+	copying = &byteReaders{wire.ReadVarintBytes, UnmarshalExtensions, false}
+	inPlace = &byteReaders{wire.ReadVarintSlice, ext.UnmarshalExtensionsInPlace, true}
+)
+
+func (l *LeafNode) unmarshal(s *cryptobyte.String, r *byteReaders) bool {
 	*l = LeafNode{}
-	if !wire.ReadVarintBytes(s, &l.EncryptionKey) ||
-		!wire.ReadVarintBytes(s, &l.SignatureKey) ||
-		!l.Credential.Unmarshal(s) ||
+	if !r.bytes(s, &l.EncryptionKey) ||
+		!r.bytes(s, &l.SignatureKey) ||
+		!l.Credential.unmarshal(s, r) ||
 		!l.Capabilities.Unmarshal(s) ||
 		!s.ReadUint8((*uint8)(&l.Source)) {
 		return false
@@ -420,13 +444,13 @@ func (l *LeafNode) Unmarshal(s *cryptobyte.String) bool {
 		}
 	case SourceUpdate:
 	case SourceCommit:
-		if !wire.ReadVarintBytes(s, &l.ParentHash) {
+		if !r.bytes(s, &l.ParentHash) {
 			return false
 		}
 	default:
 		return false
 	}
-	return UnmarshalExtensions(s, &l.Extensions) && wire.ReadVarintBytes(s, &l.Signature)
+	return r.extensions(s, &l.Extensions) && r.bytes(s, &l.Signature)
 }
 
 // ParseLeafNode decodes a whole LeafNode from data.

@@ -71,10 +71,14 @@ func (p *ParentNode) Marshal(b *cryptobyte.Builder) {
 
 // Unmarshal reads a parent node from s.
 func (p *ParentNode) Unmarshal(s *cryptobyte.String) bool {
+	return p.unmarshal(s, copying)
+}
+
+func (p *ParentNode) unmarshal(s *cryptobyte.String, r *byteReaders) bool {
 	*p = ParentNode{}
 	var body cryptobyte.String
-	if !wire.ReadVarintBytes(s, &p.EncryptionKey) ||
-		!wire.ReadVarintBytes(s, &p.ParentHash) ||
+	if !r.bytes(s, &p.EncryptionKey) ||
+		!r.bytes(s, &p.ParentHash) ||
 		!wire.ReadVarintPrefixed(s, &body) || len(body)%4 != 0 {
 		return false
 	}
@@ -176,9 +180,7 @@ func (p *UpdatePath) Marshal(b *cryptobyte.Builder) {
 // has fewer than 32 levels above its leaves.
 const maxPathNodes = 32
 
-func skipUpdatePathNode(s *cryptobyte.String) bool {
-	return wire.SkipVarintBytes(s) && wire.SkipVarintBytes(s)
-}
+func skipUpdatePathNode(s *cryptobyte.String) bool { return wire.SkipVarintBytesN(s, 2) }
 
 // Unmarshal reads an UpdatePath from s. It rejects more than 32 path nodes,
 // which no tree can have (see maxPathNodes).

@@ -191,6 +191,19 @@ func TestRequiredCapabilitiesLong(t *testing.T) {
 	typ, missing := caps.UnsupportedExtension([]treekem.ExtensionType{0x2005, 0x4000})
 	assert.True(t, missing)
 	assert.Equal(t, treekem.ExtensionType(0x4000), typ)
+
+	// Both lists long: the bitmap path, default types still implied.
+	var want []treekem.ExtensionType
+	for i := range 20 {
+		want = append(want, treekem.ExtensionType(0x2000+3*i))
+	}
+	want = append(want, treekem.ExtensionApplicationID)
+	_, missing = caps.UnsupportedExtension(want)
+	assert.False(t, missing)
+	want = append(want, 0x20c8)
+	typ, missing = caps.UnsupportedExtension(want)
+	assert.True(t, missing)
+	assert.Equal(t, treekem.ExtensionType(0x20c8), typ)
 }
 
 // TestRefuseUpdateNotSuccessor: a leaf that replaces another (Update,

@@ -583,6 +583,16 @@ func (t *Tree) Bytes() []byte { return wire.MustMarshal(t.Marshal) }
 // structure match [ErrInvalidTree]; an even-length array also matches
 // [ErrMalformed]. Validate the contents with [Tree.Validate].
 func ParseTree(cs hpke.CipherSuite, data []byte) (*Tree, error) {
+	// The nodes' byte strings point into one private copy of the input
+	// rather than into an allocation each.
+	return ParseTreeInPlace(cs, append(make([]byte, 0, len(data)), data...))
+}
+
+// ParseTreeInPlace is [ParseTree] without the copy of data: the tree's
+// nodes point into it, so the caller must never modify data afterwards
+// (use it on a buffer of its own, such as a decrypted GroupInfo). Most
+// users won't need it.
+func ParseTreeInPlace(cs hpke.CipherSuite, data []byte) (*Tree, error) {
 	if !cs.Supported() {
 		return nil, fmt.Errorf("treekem: %w: %v", hpke.ErrUnsupportedCipherSuite, cs)
 	}
@@ -646,13 +656,13 @@ func (t *Tree) unmarshalNodes(s *cryptobyte.String) bool {
 		switch NodeType(typ) {
 		case NodeTypeLeaf:
 			l := new(LeafNode)
-			if !l.Unmarshal(&body) {
+			if !l.unmarshal(&body, inPlace) {
 				return false
 			}
 			t.nodes.push(node{leaf: l})
 		case NodeTypeParent:
 			p := new(ParentNode)
-			if !p.Unmarshal(&body) {
+			if !p.unmarshal(&body, inPlace) {
 				return false
 			}
 			t.nodes.push(node{parent: p})

@@ -210,7 +210,7 @@ func (t *Tree) Validate(opts *ValidateOptions) error {
 	// while this goroutine checks the structure and computes the tree
 	// hashes (in parallel for big trees). The parent checks, which need
 	// the hashes, follow.
-	var leaves []NodeIndex
+	leaves := make([]NodeIndex, 0, t.idx.members)
 	for i := 0; i < int(t.nodes.width); i += 2 {
 		if t.nodes.at(NodeIndex(i)).leaf != nil {
 			leaves = append(leaves, NodeIndex(i))
@@ -257,7 +257,11 @@ func parallel(n, workers int, stop *atomic.Bool, f func(k int) (bool, error)) (i
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, n)
-	errs := make([]error, n)
+	var (
+		mu       sync.Mutex
+		firstErr = -1
+		err0     error
+	)
 	flagged := make([]bool, n)
 	var next atomic.Int64
 	check := func() {
@@ -271,7 +275,11 @@ func parallel(n, workers int, stop *atomic.Bool, f func(k int) (bool, error)) (i
 				bad, err := f(k)
 				flagged[k] = bad
 				if err != nil {
-					errs[k] = err
+					mu.Lock()
+					if firstErr < 0 || k < firstErr {
+						firstErr, err0 = k, err
+					}
+					mu.Unlock()
 					stop.Store(true)
 				}
 			}
@@ -286,10 +294,8 @@ func parallel(n, workers int, stop *atomic.Bool, f func(k int) (bool, error)) (i
 		}
 		wg.Wait()
 	}
-	for _, err := range errs {
-		if err != nil {
-			return -1, err
-		}
+	if err0 != nil {
+		return -1, err0
 	}
 	for k, bad := range flagged {
 		if bad {

@@ -223,13 +223,20 @@ func (c *client) open(ctx context.Context, name string) error {
 	if sealedOutbox != nil {
 		// The same envelope, token included: the server answers it as the
 		// message it already logged, or logs it now.
-		seq, err := c.ds.sendSealed(ctx, g.GroupID(), sealedOutbox)
-		if err != nil {
+		seq, err := c.sendEnvelope(ctx, m, sealedOutbox, "outbox-sealed")
+		switch {
+		case errors.Is(err, errNoTokens):
+			// Its token expired while the client was offline, and the
+			// stock has no other: keep it for the next start rather than
+			// fetch a token just before sending it.
+			c.out.printf("[%s] warning: an unsent message waits for a token until the next start", name)
+		case err != nil:
 			return fmt.Errorf("re-sending the outbox: %w", err)
-		}
-		m.own[seq] = true
-		if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")}); err != nil {
-			return err
+		default:
+			m.own[seq] = true
+			if err := c.save(ctx, m, nil, ownRecord(seq, true), mls.Record{Key: []byte("outbox-sealed")}); err != nil {
+				return err
+			}
 		}
 	}
 	if pc := g.RecoveredCommit(); pc != nil {
@@ -361,7 +368,7 @@ func (c *client) sendCommit(ctx context.Context, m *member, pc *mls.PendingCommi
 	var seq int64
 	var err error
 	if env != nil {
-		seq, err = c.ds.sendSealed(ctx, m.g.GroupID(), env)
+		seq, err = c.sendEnvelope(ctx, m, env, "commit-envelope")
 	} else {
 		seq, err = c.ds.send(ctx, m.g.GroupID(), pc.Commit)
 	}
@@ -569,7 +576,7 @@ func (c *client) say(ctx context.Context, name, text string) error {
 		return err
 	}
 	delete(m.tokens, tok.key)
-	seq, err := c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	seq, err := c.sendEnvelope(ctx, m, env, "outbox-sealed")
 	if err != nil {
 		return err
 	}
@@ -765,6 +772,10 @@ func newDSClient(base string) *dsClient {
 // errNotFound is the server's 404.
 var errNotFound = errors.New("server: not found")
 
+// errUnauthorized is the server's 401: for an envelope, a token it does
+// not accept.
+var errUnauthorized = errors.New("server: unauthorized")
+
 // errConflict is the server's answer to a commit that lost the race.
 var errConflict = fmt.Errorf("%w: another commit of this epoch came first", mls.ErrConflict)
 
@@ -791,6 +802,8 @@ func (d *dsClient) doRequest(hc *http.Client, req *http.Request) ([]byte, error)
 		return nil, errConflict
 	case resp.StatusCode == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %s", errNotFound, bytes.TrimSpace(data))
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, fmt.Errorf("%w: %s", errUnauthorized, bytes.TrimSpace(data))
 	case resp.StatusCode >= 300:
 		return nil, fmt.Errorf("server: %s: %s", resp.Status, bytes.TrimSpace(data))
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -45,8 +46,8 @@ import (
 //
 // Key consistency: the client refuses issuer keys for periods it does not
 // expect (sealedsender.NewKeyView, through NewPrivacyPassClient), pins the
-// challenge it was given, refuses a group challenge that is not that
-// challenge bound to the group or names another key, and puts its view's
+// challenge it was given, refuses a challenge that is not bound to the
+// group asked about or names another key than the directory, and puts its view's
 // tag (sealedsender.KeyView.Tag) in the authenticated data of every
 // message it sends; receivers check it against their own view. A mismatch
 // means the server gave someone a key of their own, to recognize their
@@ -148,44 +149,94 @@ func (m *member) seal(msg *mls.MLSMessage) ([]byte, storedToken, []mls.Record, e
 	return env, t, []mls.Record{del}, nil
 }
 
+// sendEnvelope sends a sealed envelope saved under the app record key
+// recordKey. If the server refuses its token (it expired while the
+// envelope waited, or the issuer's keys changed), it seals the same
+// message again with another token of the stock, saves that envelope in
+// place of the first, and sends it: the message is never encrypted again,
+// so no key is reused, and no token is fetched on the way.
+func (c *client) sendEnvelope(ctx context.Context, m *member, env []byte, recordKey string) (int64, error) {
+	seq, err := c.ds.sendSealed(ctx, m.g.GroupID(), env)
+	if !errors.Is(err, errUnauthorized) {
+		return seq, err
+	}
+	c.out.printf("[%s] the server refused a token (%v); sealing the message again", m.name, err)
+	e, err := sealedsender.ParseEnvelope(env)
+	if err != nil {
+		return 0, err
+	}
+	msg, err := mls.ParseMessage(e.Message)
+	if err != nil {
+		return 0, err
+	}
+	recs := m.dropExpired(time.Now())
+	env, tok, del, err := m.seal(msg)
+	if err != nil {
+		if len(recs) > 0 {
+			c.save(ctx, m, nil, recs...)
+		}
+		return 0, err
+	}
+	recs = append(append(recs, del...), mls.Record{Key: []byte(recordKey), Value: env})
+	if err := c.save(ctx, m, nil, recs...); err != nil {
+		return 0, err
+	}
+	delete(m.tokens, tok.key)
+	return c.ds.sendSealed(ctx, m.g.GroupID(), env)
+}
+
 // issuer returns the client's Privacy Pass client for the current
-// period, checking what the server gives: the directory's keys
-// (unexpected periods refused), and the group's challenge, which must be
-// the pinned base challenge bound to groupID, with the current key.
-func (c *client) issuer(ctx context.Context, groupID []byte) (*sealedsender.PrivacyPassClient, error) {
+// period. Once a period it fetches and checks what the server gives: the
+// directory's keys (unexpected periods refused) and a challenge, which
+// must be bound to the group asked about, be the challenge pinned at the
+// first fetch, and name the directory's current key. It asks for the
+// challenge of a random group ID: the client binds tokens to its groups
+// itself (TokenChallenge.ForGroup), so that neither the challenge request
+// nor the token requests tell the issuer which group the tokens are for.
+func (c *client) issuer(ctx context.Context) (*sealedsender.PrivacyPassClient, error) {
 	if c.wallet.mismatch != nil {
 		return nil, c.wallet.mismatch
 	}
-	ch, err := c.ds.challenge(ctx, groupID)
+	p := periodOf(time.Now())
+	if c.wallet.pp != nil && c.wallet.period == p {
+		return c.wallet.pp, nil
+	}
+	probe := make([]byte, 32)
+	rand.Read(probe)
+	ch, err := c.ds.challenge(ctx, probe)
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(ch.Challenge.RedemptionContext, sealedsender.GroupRedemptionContext(groupID)) {
-		return nil, fmt.Errorf("the server's challenge is not bound to this group: %w", sealedsender.ErrUnexpectedKey)
+	if !bytes.Equal(ch.Challenge.RedemptionContext, sealedsender.GroupRedemptionContext(probe)) {
+		return nil, fmt.Errorf("the server's challenge is not bound to the group asked about: %w", sealedsender.ErrUnexpectedKey)
 	}
 	base := *ch.Challenge
 	base.RedemptionContext = nil
-	if c.wallet.base == nil {
-		c.wallet.base = &base
-	} else if c.wallet.base.TokenType != base.TokenType || c.wallet.base.IssuerName != base.IssuerName || c.wallet.base.OriginInfo != base.OriginInfo {
-		return nil, fmt.Errorf("the server gave this group another challenge: %w", sealedsender.ErrKeyMismatch)
+	if c.wallet.base != nil && !sameChallenge(c.wallet.base, &base) {
+		return nil, fmt.Errorf("the server gave another challenge than before: %w", sealedsender.ErrKeyMismatch)
 	}
-	cfg := &sealedsender.ClientConfig{Period: tokenPeriod}
-	if p := periodOf(time.Now()); c.wallet.pp == nil || c.wallet.period != p {
-		dir, err := c.ds.issuerDirectory(ctx)
-		if err != nil {
-			return nil, err
-		}
-		pp, err := sealedsender.NewPrivacyPassClient(dir, &base, cfg)
-		if err != nil {
-			return nil, err
-		}
-		c.wallet.pp, c.wallet.period = pp, p
+	dir, err := c.ds.issuerDirectory(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if ch.TokenKey != nil && !bytes.Equal(ch.TokenKey, c.wallet.pp.Key().PublicKey) {
+	pp, err := sealedsender.NewPrivacyPassClient(dir, &base, &sealedsender.ClientConfig{Period: tokenPeriod})
+	if err != nil {
+		return nil, err
+	}
+	if ch.TokenKey != nil && !bytes.Equal(ch.TokenKey, pp.Key().PublicKey) {
 		return nil, fmt.Errorf("the server's challenge names another key than its directory: %w", sealedsender.ErrKeyMismatch)
 	}
-	return c.wallet.pp, nil
+	if c.wallet.base == nil {
+		c.wallet.base = &base
+	}
+	c.wallet.pp, c.wallet.period = pp, p
+	return pp, nil
+}
+
+// sameChallenge reports whether two base challenges are the same.
+func sameChallenge(a, b *sealedsender.TokenChallenge) bool {
+	return a.TokenType == b.TokenType && a.IssuerName == b.IssuerName && a.OriginInfo == b.OriginInfo &&
+		bytes.Equal(a.RedemptionContext, b.RedemptionContext)
 }
 
 // refill fetches a batch of tokens for m's group if its stock is low, and
@@ -199,7 +250,7 @@ func (c *client) refill(ctx context.Context, m *member) error {
 		}
 		return nil
 	}
-	pp, err := c.issuer(ctx, m.g.GroupID())
+	pp, err := c.issuer(ctx)
 	if err != nil {
 		return err
 	}

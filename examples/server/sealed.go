@@ -325,6 +325,13 @@ func (h *handler) postEnvelope(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
+	// Cheap checks before anything is written: a well-formed token of the
+	// issuer's type, made for this group. Accept checks them again, and
+	// the rest.
+	if err := h.tokens.forGroup(env.Token, groupID); err != nil {
+		h.tokenFailure(w, groupID, err)
+		return
+	}
 	tokenDigest := sha256.Sum256(env.Token)
 	claimed, err := h.db.claimToken(ctx, tokenDigest[:], groupID, digest[:])
 	if err != nil {
@@ -354,6 +361,27 @@ func (h *handler) postEnvelope(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]int64{"seq": seq})
+}
+
+// forGroup checks, without verifying it, that token is a Privacy Pass
+// token of the issuer's type answering the issuer's challenge bound to
+// groupID.
+func (t *tokens) forGroup(token, groupID []byte) error {
+	tok, err := sealedsender.ParseToken(token)
+	if err != nil {
+		return err
+	}
+	if tok.TokenType != tokenChallenge.TokenType {
+		return fmt.Errorf("server: token of type %v: %w", tok.TokenType, sealedsender.ErrUnsupportedTokenType)
+	}
+	ch, err := t.issuer.Challenge().ForGroup(groupID).Bytes()
+	if err != nil {
+		return err
+	}
+	if sha256.Sum256(ch) != tok.ChallengeDigest {
+		return fmt.Errorf("server: token made for another group or challenge: %w", sealedsender.ErrInvalidToken)
+	}
+	return nil
 }
 
 // tokenFailure answers a refused envelope: 401 with a fresh challenge for

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -23,13 +26,18 @@ import (
 type sealedEnv struct {
 	t    *testing.T
 	path string
+	pg   string // a PostgreSQL DSN instead of the SQLite file path
 	d    *db
+	tk   *tokens
 	srv  *httptest.Server
 	pp   *sealedsender.PrivacyPassClient
 }
 
-func newSealedEnv(t *testing.T) *sealedEnv {
+func newSealedEnv(t *testing.T, postgres bool) *sealedEnv {
 	e := &sealedEnv{t: t, path: filepath.Join(t.TempDir(), "server.db")}
+	if postgres {
+		e.pg = postgresSchema(t)
+	}
 	e.start()
 	// The directory is RFC 9578 JSON, and the challenge of a group comes
 	// with a 401 to an envelope without a token.
@@ -57,11 +65,11 @@ func (e *sealedEnv) start() {
 		e.d.sql.Close()
 	}
 	ctx := context.Background()
-	d, err := openDB(ctx, e.path, "")
+	d, err := openDB(ctx, e.path, e.pg)
 	require.NoError(e.t, err)
 	tk, err := newTokens(ctx, d, time.Now)
 	require.NoError(e.t, err)
-	e.d, e.srv = d, httptest.NewServer(newHandler(d, tk))
+	e.d, e.tk, e.srv = d, tk, httptest.NewServer(newHandler(d, tk))
 	e.t.Cleanup(func() { e.srv.Close(); d.sql.Close() })
 }
 
@@ -168,13 +176,41 @@ func seal(t *testing.T, token []byte, m *mls.MLSMessage) []byte {
 	return env
 }
 
+// postgresSchema returns a DSN of the PostgreSQL server named by
+// E2EE_POSTGRES_DSN (.ci/run starts one) for a schema of the test's own,
+// or skips the test.
+func postgresSchema(t *testing.T) string {
+	dsn := os.Getenv("E2EE_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("E2EE_POSTGRES_DSN is not set: no PostgreSQL server to test against (.ci/run starts one)")
+	}
+	db, err := sql.Open("postgres", dsn)
+	require.NoError(t, err)
+	defer db.Close()
+	schema := fmt.Sprintf("server_test_%d", time.Now().UnixNano())
+	_, err = db.Exec(`CREATE SCHEMA ` + schema)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if db, err := sql.Open("postgres", dsn); err == nil {
+			db.Exec(`DROP SCHEMA ` + schema + ` CASCADE`)
+			db.Close()
+		}
+	})
+	return dsn + " search_path=" + schema
+}
+
 // TestSealedEnvelopes checks the sealed-envelope endpoint: a token pays
 // for one message of its group, the same envelope sent again is the same
 // message (not a double spend), a token lifted onto another message or
 // group is refused, PrivateMessages are not accepted unsealed, the log
 // holds the bare message, and spent tokens survive a restart.
-func TestSealedEnvelopes(t *testing.T) {
-	e := newSealedEnv(t)
+func TestSealedEnvelopes(t *testing.T) { testSealedEnvelopes(t, false) }
+
+// TestSealedEnvelopesPostgres is TestSealedEnvelopes on PostgreSQL.
+func TestSealedEnvelopesPostgres(t *testing.T) { testSealedEnvelopes(t, true) }
+
+func testSealedEnvelopes(t *testing.T, postgres bool) {
+	e := newSealedEnv(t, postgres)
 	ga, gb := testGroup(t, "group-a"), testGroup(t, "group-b")
 	idA, idB := ga.GroupID(), gb.GroupID()
 
@@ -230,7 +266,7 @@ func TestSealedEnvelopes(t *testing.T) {
 	env3 := seal(t, tok3, m3)
 	status, _, msg = e.post(idA, "envelopes", env3)
 	require.Equal(t, http.StatusOK, status, msg)
-	_, err := e.d.sql.Exec(`DELETE FROM ds_messages WHERE data = ?`, m3b)
+	_, err := e.d.sql.Exec(e.d.q(`DELETE FROM ds_messages WHERE data = ?`), m3b)
 	require.NoError(t, err)
 	require.Len(t, e.log(idA), 2)
 	m4 := encrypt(t, ga, "four")
@@ -254,8 +290,13 @@ func TestSealedEnvelopes(t *testing.T) {
 // TestSealedCommits checks that sealed commits follow the rule of the
 // plain endpoint: one per epoch, the first; the same envelope again gets
 // the same answer.
-func TestSealedCommits(t *testing.T) {
-	e := newSealedEnv(t)
+func TestSealedCommits(t *testing.T) { testSealedCommits(t, false) }
+
+// TestSealedCommitsPostgres is TestSealedCommits on PostgreSQL.
+func TestSealedCommitsPostgres(t *testing.T) { testSealedCommits(t, true) }
+
+func testSealedCommits(t *testing.T, postgres bool) {
+	e := newSealedEnv(t, postgres)
 	g := testGroup(t, "group-c")
 	id := g.GroupID()
 	pc1, err := g.Commit(&mls.CommitOptions{ForcePath: true})
@@ -280,7 +321,7 @@ func TestSealedCommits(t *testing.T) {
 // TestTokenIssuance checks the issuance endpoint: a logged-in account
 // only, RFC 9578 requests, and refusals that name the problem.
 func TestTokenIssuance(t *testing.T) {
-	e := newSealedEnv(t)
+	e := newSealedEnv(t, false)
 	_, req, err := e.pp.Request(e.pp.Challenge().ForGroup([]byte("g")))
 	require.NoError(t, err)
 	status, _, _ := e.issue("", req)
@@ -291,4 +332,38 @@ func TestTokenIssuance(t *testing.T) {
 	status, body, h := e.issue("bob", req)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	require.Equal(t, "application/private-token-response", h.Get("Content-Type"))
+}
+
+// TestVerifyRateLimit checks the rate-limit hook: past the per-group
+// limit, a valid token is refused with 429, unverified and unspent, and
+// goes through once the window has passed. Tokens that fail the cheap
+// checks leave nothing in the database.
+func TestVerifyRateLimit(t *testing.T) {
+	e := newSealedEnv(t, false)
+	g := testGroup(t, "group-r")
+	id := g.GroupID()
+	now := time.Now()
+	e.tk.limiter.perGroup = 1
+	e.tk.limiter.now = func() time.Time { return now }
+
+	status, _, msg := e.post(id, "envelopes", seal(t, e.token("alice", id), encrypt(t, g, "one")))
+	require.Equal(t, http.StatusOK, status, msg)
+	env := seal(t, e.token("alice", id), encrypt(t, g, "two"))
+	status, _, msg = e.post(id, "envelopes", env)
+	require.Equal(t, http.StatusTooManyRequests, status)
+	assert.Contains(t, msg, sealedsender.ErrRateLimited.Error())
+	now = now.Add(time.Minute)
+	status, _, msg = e.post(id, "envelopes", env)
+	require.Equal(t, http.StatusOK, status, msg)
+
+	// A token for another group, and a truncated one: refused before any
+	// write.
+	var before, after int
+	require.NoError(t, e.d.sql.QueryRow(`SELECT COUNT(*) FROM ds_token_uses`).Scan(&before))
+	status, _, _ = e.post(id, "envelopes", seal(t, e.token("alice", []byte("elsewhere")), encrypt(t, g, "three")))
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _, _ = e.post(id, "envelopes", seal(t, []byte{0, 1, 2}, encrypt(t, g, "four")))
+	require.Equal(t, http.StatusBadRequest, status)
+	require.NoError(t, e.d.sql.QueryRow(`SELECT COUNT(*) FROM ds_token_uses`).Scan(&after))
+	require.Equal(t, before, after)
 }

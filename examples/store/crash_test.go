@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/mls"
 )
 
@@ -41,9 +43,7 @@ type crashDS struct{ db *sql.DB }
 func openCrashDS(t testing.TB, dir string) *crashDS {
 	t.Helper()
 	db, err := OpenSQLite(filepath.Join(dir, "ds.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS msgs (seq INTEGER PRIMARY KEY AUTOINCREMENT, sender TEXT NOT NULL, data BLOB NOT NULL UNIQUE)`,
@@ -105,17 +105,13 @@ type dsMsg struct {
 func (d *crashDS) after(t testing.TB, seq int64) []dsMsg {
 	t.Helper()
 	rows, err := d.db.Query(`SELECT seq, sender, data FROM msgs WHERE seq > ? ORDER BY seq`, seq)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer rows.Close()
 	var out []dsMsg
 	for rows.Next() {
 		var m dsMsg
 		var data []byte
-		if err := rows.Scan(&m.seq, &m.sender, &data); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, rows.Scan(&m.seq, &m.sender, &data))
 		if m.msg, err = mls.ParseMessage(data); err != nil {
 			t.Fatal(err)
 		}
@@ -141,17 +137,13 @@ func openNode(t testing.TB, dir, name string, ds *crashDS) *node {
 
 func (n *node) save(t testing.TB, app ...mls.Record) {
 	t.Helper()
-	if err := mls.SaveGroup(context.Background(), n.s, n.g, &mls.SaveOptions{App: app}); err != nil {
-		t.Fatalf("%s: %v", n.name, err)
-	}
+	require.NoError(t, mls.SaveGroup(context.Background(), n.s, n.g, &mls.SaveOptions{App: app}), "%s", n.name)
 }
 
 func (n *node) appRecord(t testing.TB, key string) []byte {
 	t.Helper()
 	recs, err := mls.LoadAppRecords(context.Background(), n.s, n.g.GroupID())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, r := range recs {
 		if string(r.Key) == key {
 			return r.Value
@@ -171,46 +163,32 @@ func (n *node) restart(t testing.TB, gid []byte) {
 		n.join(t)
 		return
 	}
-	if err != nil {
-		t.Fatalf("%s: opening: %v", n.name, err)
-	}
+	require.NoError(t, err, "%s: opening", n.name)
 	n.g = g
 	if pc := g.RecoveredCommit(); pc != nil {
 		accepted := n.ds.commitAt(g.Epoch())
 		if accepted == nil {
 			// The delivery service has none: send the same commit again.
-			if err := n.ds.send(n.name, pc.Commit); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, n.ds.send(n.name, pc.Commit))
 			accepted = pc.Commit
 		}
 		if pc.Is(accepted) {
 			// Send the Welcome (again: the delivery service takes it
 			// once), then merge and save.
 			n.sendWelcome(t, pc)
-			if err := g.MergePendingCommit(pc); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, g.MergePendingCommit(pc))
 			n.save(t)
 		} else {
-			if err := mls.SaveGroup(ctx, n.s, g, &mls.SaveOptions{DiscardPendingCommit: true}); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, mls.SaveGroup(ctx, n.s, g, &mls.SaveOptions{DiscardPendingCommit: true}))
 		}
 	}
 	recs, err := mls.LoadAppRecords(ctx, n.s, gid)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, r := range recs {
 		if strings.HasPrefix(string(r.Key), "outbox/") {
 			m, err := mls.ParseMessage(r.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := n.ds.send(n.name, m); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.NoError(t, n.ds.send(n.name, m))
 			n.save(t, mls.Record{Key: r.Key})
 		}
 	}
@@ -223,27 +201,17 @@ func (n *node) join(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	var data []byte
-	if err := n.ds.db.QueryRow(`SELECT data FROM welcomes`).Scan(&data); err != nil {
-		t.Fatalf("%s: no Welcome: %v", n.name, err)
-	}
+	require.NoError(t, n.ds.db.QueryRow(`SELECT data FROM welcomes`).Scan(&data), "%s: no Welcome", n.name)
 	w, err := mls.ParseMessage(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var last int64
-	if err := n.ds.db.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM msgs`).Scan(&last); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.ds.db.QueryRow(`SELECT COALESCE(MAX(seq), 0) FROM msgs`).Scan(&last))
 	g, consumed, err := mls.JoinWithStore(ctx, w, n.s, nil, nil)
-	if err != nil {
-		t.Fatalf("%s: joining: %v", n.name, err)
-	}
+	require.NoError(t, err, "%s: joining", n.name)
 	n.g = g
 	n.step("joined")
 	seq := []byte(strconv.FormatInt(last, 10))
-	if err := mls.SaveGroup(ctx, n.s, g, &mls.SaveOptions{Consumed: consumed, App: []mls.Record{{Key: []byte("cursor"), Value: seq}, {Key: []byte("joined"), Value: seq}}}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, mls.SaveGroup(ctx, n.s, g, &mls.SaveOptions{Consumed: consumed, App: []mls.Record{{Key: []byte("cursor"), Value: seq}, {Key: []byte("joined"), Value: seq}}}))
 	n.step("saved")
 	n.catchUp(t)
 }
@@ -262,13 +230,9 @@ func (n *node) catchUp(t testing.TB) {
 			// A commit we already merged.
 		default:
 			res, err := n.g.Process(m.msg)
-			if err != nil {
-				t.Fatalf("%s: message %d from %s: %v", n.name, m.seq, m.sender, err)
-			}
+			require.NoError(t, err, "%s: message %d from %s", n.name, m.seq, m.sender)
 			if res.Commit != nil {
-				if err := n.g.Merge(res.Commit); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, n.g.Merge(res.Commit))
 			} else {
 				recs = append(recs, mls.Record{Key: fmt.Appendf(nil, "log/%d", m.seq), Value: res.ApplicationData})
 			}
@@ -285,13 +249,9 @@ func (n *node) commit(t testing.TB, opts *mls.CommitOptions) {
 	t.Helper()
 	ctx := context.Background()
 	pc, err := n.g.Commit(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	n.step("built")
-	if err := mls.SavePendingCommit(ctx, n.s, n.g, pc, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, mls.SavePendingCommit(ctx, n.s, n.g, pc, nil))
 	n.step("stored")
 	err = n.ds.send(n.name, pc.Commit)
 	if errors.Is(err, mls.ErrConflict) {
@@ -299,15 +259,11 @@ func (n *node) commit(t testing.TB, opts *mls.CommitOptions) {
 		n.catchUp(t) // merging the winner drops ours
 		return
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	n.step("accepted")
 	n.sendWelcome(t, pc)
 	n.step("welcomed")
-	if err := n.g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.g.MergePendingCommit(pc))
 	n.save(t)
 }
 
@@ -328,17 +284,13 @@ func (n *node) sendWelcome(t testing.TB, pc *mls.PendingCommit) {
 func (n *node) send(t testing.TB, text string) {
 	t.Helper()
 	m, err := n.g.EncryptApplication([]byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	n.step("encrypted")
 	data, _ := m.Bytes()
 	key := []byte("outbox/" + text)
 	n.save(t, mls.Record{Key: key, Value: data})
 	n.step("stored")
-	if err := n.ds.send(n.name, m); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, n.ds.send(n.name, m))
 	n.step("sent")
 	n.save(t, mls.Record{Key: key})
 }
@@ -370,9 +322,7 @@ func newCrashWorld(t *testing.T) *crashWorld {
 	var kps []*mls.KeyPackage
 	for _, name := range []string{"bob", "carol", "dave"} {
 		kp := keyPackage(t, name)
-		if err := w.nodes[name].s.PutKeyPackage(ctx, kp); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, w.nodes[name].s.PutKeyPackage(ctx, kp))
 		if name != "dave" {
 			kps = append(kps, kp.KeyPackage)
 		}
@@ -405,9 +355,7 @@ func daveKP(t testing.TB, dir string) *mls.KeyPackage {
 	dave := openNode(t, dir, "dave", nil)
 	ref := make([]mls.KeyPackageRef, 0)
 	rows, err := dave.s.db.Query(`SELECT ref FROM mls_key_packages`)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for rows.Next() {
 		var r []byte
 		rows.Scan(&r)
@@ -415,9 +363,7 @@ func daveKP(t testing.TB, dir string) *mls.KeyPackage {
 	}
 	rows.Close()
 	_, kp, err := dave.s.FindKeyPackage(context.Background(), ref)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return kp.KeyPackage
 }
 
@@ -451,12 +397,8 @@ func runFlow(t testing.TB, n *node, flow string) {
 	case "send-unsafe":
 		// The order the protocol forbids: send, then save.
 		m, err := n.g.EncryptApplication([]byte("sent before saving"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.ds.send(n.name, m); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, n.ds.send(n.name, m))
 		n.step("sent")
 		n.save(t)
 	}
@@ -480,9 +422,7 @@ func TestCrashStepHelper(t *testing.T) {
 	gid, _ := strconv.Unquote(os.Getenv("E2EE_CRASH_GROUP"))
 	if flow != "join" {
 		g, err := mls.OpenGroup(context.Background(), n.s, []byte(gid), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		n.g = g
 	}
 	runFlow(t, n, flow)
@@ -519,18 +459,12 @@ func (w *crashWorld) runChild(t *testing.T, flow string, k int) string {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashStepHelper$", "-test.v")
 	cmd.Env = append(os.Environ(), "E2EE_CRASH_DIR="+w.dir, "E2EE_CRASH_FLOW="+flow, "E2EE_CRASH_GROUP="+strconv.Quote(string(w.gid)))
 	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, cmd.Start())
 	sc := bufio.NewScanner(out)
 	seen, last := 0, "start"
 	deadline := time.AfterFunc(2*time.Minute, func() { cmd.Process.Signal(syscall.SIGKILL) })
@@ -550,9 +484,7 @@ func (w *crashWorld) runChild(t *testing.T, flow string, k int) string {
 		}
 		seen, last = seen+1, name
 		if seen == k+1 {
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 			break
 		}
 		fmt.Fprintln(stdin, "go")
@@ -626,9 +558,7 @@ func (w *crashWorld) check(t *testing.T, flow string) {
 	// Nothing left to send.
 	for _, n := range members {
 		recs, err := mls.LoadAppRecords(context.Background(), n.s, w.gid)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for _, r := range recs {
 			if strings.HasPrefix(string(r.Key), "outbox/") {
 				t.Fatalf("%s: %s still in the outbox", n.name, r.Key)

@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	_ "github.com/lib/pq" // the "postgres" database/sql driver, for tests only
 
 	"github.com/microchat/e2ee/mls"
@@ -27,9 +29,7 @@ func openPostgres(t *testing.T, n int) []*Store {
 	var stores []*Store
 	for i := range n {
 		db, err := sql.Open("postgres", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		t.Cleanup(func() { db.Close() })
 		if i == 0 {
 			for _, table := range []string{"mls_groups", "mls_key_packages", "mls_psks", "spent_tokens", "token_quotas"} {
@@ -39,9 +39,7 @@ func openPostgres(t *testing.T, n int) []*Store {
 			}
 		}
 		s, err := New(ctx, db, PostgreSQL)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		stores = append(stores, s)
 	}
 	return stores
@@ -68,25 +66,15 @@ func TestPostgreSQL(t *testing.T) {
 		s := openPostgres(t, 2)
 		ctx := context.Background()
 		kp := keyPackage(t, "bob")
-		if err := s[0].PutKeyPackage(ctx, kp); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s[0].PutKeyPackage(ctx, kp))
 		sig, _ := cs.GenerateSignatureKey()
 		alice, err := mls.NewGroup(cs, credential("alice"), sig, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{kp.KeyPackage}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := alice.MergePendingCommit(pc); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, alice.MergePendingCommit(pc))
 		bob, consumed, err := mls.JoinWithStore(ctx, pc.Welcome, s[1], nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		save(t, s[1], bob, consumed)
 		ref, _ := kp.KeyPackage.Ref()
 		if _, err := s[0].KeyPackagePrivate(ctx, ref); !errors.Is(err, mls.ErrNotFound) {

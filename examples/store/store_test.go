@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/mls"
 	"github.com/microchat/e2ee/sealedsender"
 )
@@ -29,14 +31,10 @@ var cs = mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 func openStore(t testing.TB, path string) (*sql.DB, *Store) {
 	t.Helper()
 	db, err := OpenSQLite(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	s, err := New(context.Background(), db, SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return db, s
 }
 
@@ -47,13 +45,9 @@ func credential(name string) mls.Credential {
 func keyPackage(t testing.TB, name string) *mls.KeyPackagePrivate {
 	t.Helper()
 	sig, err := cs.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	kp, err := mls.GenerateKeyPackage(cs, credential(name), sig, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return kp
 }
 
@@ -62,25 +56,17 @@ func keyPackage(t testing.TB, name string) *mls.KeyPackagePrivate {
 func newPair(t testing.TB, extra int) (alice, bob *mls.Group) {
 	t.Helper()
 	sig, err := cs.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	alice, err = mls.NewGroup(cs, credential("alice"), sig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	bobKP := keyPackage(t, "bob")
 	add := []*mls.KeyPackage{bobKP.KeyPackage}
 	for i := range extra {
 		add = append(add, keyPackage(t, fmt.Sprintf("member-%d", i)).KeyPackage)
 	}
 	pc, err := alice.Commit(&mls.CommitOptions{Add: add})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.MergePendingCommit(pc))
 	if bob, err = mls.Join(pc.Welcome, bobKP, nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -89,17 +75,13 @@ func newPair(t testing.TB, extra int) (alice, bob *mls.Group) {
 
 func save(t testing.TB, s *Store, g *mls.Group, consumed *mls.Consumed) {
 	t.Helper()
-	if err := mls.SaveGroup(context.Background(), s, g, &mls.SaveOptions{Consumed: consumed}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, mls.SaveGroup(context.Background(), s, g, &mls.SaveOptions{Consumed: consumed}))
 }
 
 func load(t testing.TB, s *Store, groupID []byte) *mls.Group {
 	t.Helper()
 	g, err := mls.OpenGroup(context.Background(), s, groupID, nil)
-	if err != nil {
-		t.Fatalf("opening the stored group: %v", err)
-	}
+	require.NoError(t, err, "opening the stored group")
 	return g
 }
 
@@ -112,16 +94,10 @@ func exchange(t testing.TB, a, b *mls.Group) *mls.MLSMessage {
 	}
 	text := fmt.Appendf(nil, "hello in epoch %d", a.Epoch())
 	msg, err := a.EncryptApplication(text, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	res, err := b.Process(msg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(res.ApplicationData, text) {
-		t.Fatal("wrong plaintext")
-	}
+	require.NoError(t, err)
+	require.Equal(t, text, res.ApplicationData, "wrong plaintext")
 	return msg
 }
 
@@ -137,31 +113,21 @@ func TestHelperProcess(t *testing.T) {
 	ctx := context.Background()
 	db, s := openStore(t, path)
 	gid, err := strconv.Unquote(os.Getenv("E2EE_STORE_CRASH_GROUP"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	g := recoverCommit(t, db, s, []byte(gid))
 	fmt.Println("ready")
 	for {
 		// Store the commit, send (here: log) it, then merge and save the
 		// epoch it leads to (the persistence protocol of package mls).
 		pc, err := g.Commit(&mls.CommitOptions{ForcePath: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mls.SavePendingCommit(ctx, s, g, pc, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, mls.SavePendingCommit(ctx, s, g, pc, nil))
 		data, err := pc.Commit.Bytes()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, err := db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)`, int64(g.Epoch()), data); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.MergePendingCommit(pc); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, g.MergePendingCommit(pc))
 		save(t, s, g, nil)
 		fmt.Println("saved", g.Epoch())
 		// And a message, which changes the state within the epoch.
@@ -192,19 +158,13 @@ func recoverCommit(t testing.TB, db *sql.DB, s *Store, gid []byte) *mls.Group {
 		}
 		_, err = db.ExecContext(ctx, `INSERT INTO commit_log (epoch, msg) VALUES (?, ?)`, int64(g.Epoch()), data)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	msg, err := mls.ParseMessage(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !pc.Is(msg) {
 		t.Fatal("the log holds another commit: only this process commits")
 	}
-	if err := g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, g.MergePendingCommit(pc))
 	save(t, s, g, nil)
 	return g
 }
@@ -240,14 +200,10 @@ func TestCrashWhileSaving(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v")
 		cmd.Env = append(os.Environ(), "E2EE_STORE_CRASH_DB="+path, "E2EE_STORE_CRASH_GROUP="+strconv.Quote(string(gid)))
 		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, cmd.Start())
 		// Kill the child after a random number of saved epochs (zero
 		// included) and a random delay, so that kills land at every point
 		// of a save.
@@ -265,9 +221,7 @@ func TestCrashWhileSaving(t *testing.T) {
 		record := func(l string) {
 			if e, ok := strings.CutPrefix(l, "saved "); ok {
 				n, err := strconv.ParseUint(e, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				confirmed = n
 			}
 		}
@@ -293,9 +247,7 @@ func TestCrashWhileSaving(t *testing.T) {
 			wait("saved")
 		}
 		time.Sleep(time.Duration(randomInt(int64(20 * time.Millisecond))))
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		cmd.Wait()
 		for l := range lines {
 			record(l)
@@ -314,20 +266,12 @@ func TestCrashWhileSaving(t *testing.T) {
 		// Bob follows the logged commits up to the stored epoch.
 		for bob.Epoch() < alice.Epoch() {
 			var data []byte
-			if err := db.QueryRowContext(ctx, `SELECT msg FROM commit_log WHERE epoch = ?`, int64(bob.Epoch())).Scan(&data); err != nil {
-				t.Fatalf("kill %d: commit of epoch %d: %v", i, bob.Epoch(), err)
-			}
+			require.NoError(t, db.QueryRowContext(ctx, `SELECT msg FROM commit_log WHERE epoch = ?`, int64(bob.Epoch())).Scan(&data), "kill %d: commit of epoch %d", i, bob.Epoch())
 			msg, err := mls.ParseMessage(data)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			res, err := bob.Process(msg)
-			if err != nil {
-				t.Fatalf("kill %d: bob processing the commit of epoch %d: %v", i, bob.Epoch(), err)
-			}
-			if err := bob.Merge(res.Commit); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err, "kill %d: bob processing the commit of epoch %d", i, bob.Epoch())
+			require.NoError(t, bob.Merge(res.Commit))
 		}
 		// The group goes on: the members agree and can talk.
 		exchange(t, alice, bob)
@@ -343,20 +287,12 @@ func TestCrashWhileSaving(t *testing.T) {
 	// A last commit from the reloaded state.
 	alice = load(t, s, gid)
 	pc, err := alice.Commit(&mls.CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.MergePendingCommit(pc))
 	save(t, s, alice, nil)
 	res, err := bob.Process(pc.Commit)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bob.Merge(res.Commit); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, bob.Merge(res.Commit))
 	exchange(t, alice, bob)
 }
 
@@ -468,12 +404,8 @@ func testConcurrentCommitters(t *testing.T, s1, s2 *Store) {
 			t.Fatalf("round %d: %d winners, %d conflicts", round, len(winners), conflicts)
 		}
 		res, err := bob.Process(winners[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := bob.Merge(res.Commit); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, bob.Merge(res.Commit))
 		a := load(t, s2, gid)
 		exchange(t, a, bob)
 		save(t, s1, a, nil)
@@ -493,32 +425,20 @@ func TestKeyPackageConsumed(t *testing.T) {
 	db, s := openStore(t, path)
 	sig, _ := cs.GenerateSignatureKey()
 	alice, err := mls.NewGroup(cs, credential("alice"), sig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	kp := keyPackage(t, "bob")
-	if err := s.PutKeyPackage(ctx, kp); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.PutKeyPackage(ctx, kp))
 	initKey := kp.InitKey.Bytes()
 	file, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if !bytes.Contains(file, initKey) {
 		t.Fatal("the init private key is not in the database file: the check below would prove nothing")
 	}
 	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{kp.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.MergePendingCommit(pc))
 	bob, consumed, err := mls.JoinWithStore(ctx, pc.Welcome, s, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ref, _ := kp.KeyPackage.Ref()
 	if len(consumed.KeyPackages) != 1 || !bytes.Equal(consumed.KeyPackages[0], ref) {
 		t.Fatal("join did not report the consumed key package")
@@ -558,9 +478,7 @@ func TestPSKs(t *testing.T) {
 
 func testPSKs(t *testing.T, s *Store) {
 	ctx := context.Background()
-	if err := s.PutPSK(ctx, []byte("id"), []byte("secret")); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.PutPSK(ctx, []byte("id"), []byte("secret")))
 	got, err := mls.StorePSKs(ctx, s).ExternalPSK([]byte("id"))
 	if err != nil || string(got) != "secret" {
 		t.Fatal(got, err)
@@ -618,12 +536,8 @@ func testSpentTokens(t *testing.T, stores []*Store) {
 			t.Fatalf("token %d accepted %d times", i, n)
 		}
 	}
-	if err := stores[0].PruneSpent(context.Background(), 6); err != nil {
-		t.Fatal(err)
-	}
-	if err := stores[1].MarkSpent(sha256.Sum256([]byte{0}), 6); err != nil {
-		t.Fatalf("after pruning: %v", err)
-	}
+	require.NoError(t, stores[0].PruneSpent(context.Background(), 6))
+	require.NoError(t, stores[1].MarkSpent(sha256.Sum256([]byte{0}), 6), "after pruning")
 }
 
 func TestRebind(t *testing.T) {

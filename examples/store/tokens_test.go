@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/sealedsender"
 )
 
@@ -46,12 +48,8 @@ func testTokenQuotas(t *testing.T, stores []*Store) {
 	if g := granted.Load(); g != limit {
 		t.Fatalf("granted %d of a quota of %d", g, limit)
 	}
-	if err := stores[0].Reserve("bob", 7, limit, limit); err != nil {
-		t.Fatalf("another account: %v", err)
-	}
-	if err := stores[1].Reserve("alice", 8, 1, limit); err != nil {
-		t.Fatalf("another period: %v", err)
-	}
+	require.NoError(t, stores[0].Reserve("bob", 7, limit, limit), "another account")
+	require.NoError(t, stores[1].Reserve("alice", 8, 1, limit), "another period")
 	if err := stores[2].Reserve("carol", 7, limit+1, limit); !errors.Is(err, sealedsender.ErrQuotaExceeded) {
 		t.Fatalf("over the limit at once: %v", err)
 	}

@@ -223,6 +223,16 @@ func SkipVarintBytes(s *cryptobyte.String) bool {
 	return ReadVarintPrefixed(s, &body)
 }
 
+// SkipVarintBytesN skips n varint-prefixed byte vectors in a row.
+func SkipVarintBytesN(s *cryptobyte.String, n int) bool {
+	for range n {
+		if !SkipVarintBytes(s) {
+			return false
+		}
+	}
+	return true
+}
+
 // ReadVarintSlice reads a varint-prefixed byte vector from s into out
 // without copying it. out's capacity is its length, so appending to it
 // never writes into s. Use it on a buffer the result may keep, such as a
