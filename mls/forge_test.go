@@ -122,7 +122,8 @@ func refused(t testing.TB, g *Group, msg *MLSMessage, want ...any) error {
 
 // requireMatches requires err to match every one of want: an error is
 // matched with errors.Is, a string with a *ValidationError of that
-// section, an anyOf with errors.Is of one of its errors.
+// section, an anyOf with errors.Is of one of its errors, a notErr with
+// !errors.Is.
 func requireMatches(t testing.TB, err error, want ...any) {
 	t.Helper()
 	require.True(t, matchable(err), "error not matchable: %v", err)
@@ -132,6 +133,8 @@ func requireMatches(t testing.TB, err error, want ...any) {
 			require.ErrorIs(t, err, w)
 		case anyOf:
 			require.True(t, slices.ContainsFunc(w, func(e error) bool { return errors.Is(err, e) }), "%v matches none of %v", err, w)
+		case notErr:
+			require.NotErrorIs(t, err, w.err, "the refusal came from a later check")
 		case string:
 			var ve *ValidationError
 			require.True(t, errors.As(err, &ve), "want a ValidationError of §%s, got %v", w, err)
@@ -146,6 +149,10 @@ func requireMatches(t testing.TB, err error, want ...any) {
 // requireMatches): for a rule that more than one check enforces, the
 // first of which fires.
 type anyOf []error
+
+// notErr matches an error that does not match err (see requireMatches):
+// to tell the check under test from a later one with the same section.
+type notErr struct{ err error }
 
 // threeMembers returns alice, bob and carol in a group of suite 1 made by
 // alice, all at epoch 1; cfg, if non-nil, is every member's Config.

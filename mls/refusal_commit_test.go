@@ -90,6 +90,13 @@ func TestRefuseCommitProposalList(t *testing.T) {
 		a, b := externalPSKOf(cs, "k"), externalPSKOf(cs, "k")
 		refused(t, ms[1].g, forgeCommit(t, ms[0].g, WireFormatPublicMessage, byValue(a, b)), "12.2")
 	})
+	t.Run("too-many-psks", func(t *testing.T) {
+		// Config.Limits bounds the PSKs of a commit (each costs a lookup
+		// and a key-schedule step).
+		ms := threeMembers(t, nil)
+		ms[1].g.cfg.Limits.MaxPSKsPerCommit = 1
+		refused(t, ms[1].g, forgeCommit(t, ms[0].g, WireFormatPublicMessage, byValue(externalPSKOf(cs, "a"), externalPSKOf(cs, "b"))), ErrLimit)
+	})
 	t.Run("reinit-with-others", func(t *testing.T) {
 		ms := threeMembers(t, nil)
 		ri := NewReInitProposal(ReInitProposal{GroupID: []byte("next"), Version: MLS10, CipherSuite: cs})

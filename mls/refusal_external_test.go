@@ -57,9 +57,11 @@ func TestRefuseExternalCommit(t *testing.T) {
 			prepend(addOf(newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage))(c)
 		}, []any{"12.4.3.2"}},
 		{"update", func(t *testing.T, ms []*member, c *Commit) {
+			// Refused as an Update from a non-member, before its leaf
+			// is even looked at.
 			upd, _ := cachedUpdate(t, ms[2])
 			prepend(upd)(c)
-		}, []any{"12.1.2"}},
+		}, []any{"12.1.2", notErr{treekem.ErrInvalidLeafNode}}},
 		{"two-removes", func(t *testing.T, ms []*member, c *Commit) {
 			prepend(removeOf(1))(c)
 			prepend(removeOf(2))(c)
@@ -168,4 +170,75 @@ func TestRefuseOwnExternalLeaf(t *testing.T) {
 	}
 	_, _, err = JoinExternal(transmit(t, gi), eve.cred, eve.sig, &ExternalJoinOptions{Capabilities: &good}, nil)
 	require.NoError(t, err)
+}
+
+func TestRefuseOwnResync(t *testing.T) {
+	// A resync is refused by the joiner itself when its application does
+	// not accept the new leaf as a successor of the old one (§12.2).
+	ms := threeMembers(t, nil)
+	gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
+	require.NoError(t, err)
+	carol := ms[2]
+	cfg := &Config{ValidateCredentialSuccessor: func(old, new *Credential) error { return ErrIdentityChanged }}
+	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{Resync: true}, cfg)
+	requireMatches(t, err, ErrIdentityChanged)
+	_, _, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig, &ExternalJoinOptions{Resync: true}, nil)
+	require.NoError(t, err)
+}
+
+func TestRefuseExternalCommitRules(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	t.Run("psk-by-reference", func(t *testing.T) {
+		// A PreSharedKey proposal may be in an external commit, but not
+		// by reference (§12.4.3.2).
+		ms, eve, commit := externalCommit(t, nil)
+		msg := forgeProposal(t, ms[2].g, WireFormatPublicMessage, externalPSKOf(cs, "k"))
+		res, err := ms[0].g.Process(transmit(t, msg))
+		require.NoError(t, err)
+		bad := editExternal(t, ms[0].g, eve, commit, func(c *Commit) { c.Proposals = append(c.Proposals, refTo(res.ProposalRef)) })
+		refused(t, ms[0].g, bad, "12.4.3.2")
+	})
+	t.Run("two-removes-same-identity", func(t *testing.T) {
+		// Two leaves of eve's identity: removing both in one external
+		// commit is refused even though each would be a valid resync.
+		ms := m6Group(t, cs, nil, nil, nil, "alice", "bob", "eve", "eve")
+		gi, err := ms[0].g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
+		require.NoError(t, err)
+		eve := newMember(t, cs, "eve")
+		_, commit, err := JoinExternal(transmit(t, gi), eve.cred, eve.sig, nil, nil)
+		require.NoError(t, err)
+		bad := editExternal(t, ms[0].g, eve, commit, func(c *Commit) {
+			c.Proposals = append(c.Proposals,
+				ProposalOrRef{Type: ProposalOrRefProposal, Proposal: removeOf(2)},
+				ProposalOrRef{Type: ProposalOrRefProposal, Proposal: removeOf(3)})
+		})
+		refused(t, ms[1].g, bad, "12.4.3.2")
+	})
+}
+
+func TestRefuseGroupContextExtensionsPartialSupport(t *testing.T) {
+	// alice and bob support testExtension, carol does not: bob, who
+	// supports it himself, must still refuse it for carol (§12.1.7).
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	kpOpts := func(i int) *KeyPackageOptions {
+		if i == 2 {
+			return nil
+		}
+		return &KeyPackageOptions{ExtensionTypes: []ExtensionType{testExtension}}
+	}
+	ms := m6Group(t, cs, &GroupOptions{ExtensionTypes: []ExtensionType{testExtension}}, nil, kpOpts, "alice", "bob", "carol")
+	gce := func(exts ...Extension) *Proposal {
+		return &Proposal{Type: ProposalTypeGroupContextExtensions, GroupContextExtensions: &GroupContextExtensionsProposal{Extensions: exts}}
+	}
+	refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, gce(Extension{Type: testExtension, Data: []byte("x")})), "12.1.7", ErrUnsupported)
+	rc := requiredCapabilities(t, &RequiredCapabilities{Extensions: []ExtensionType{testExtension}})
+	refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, gce(rc)), "12.1.7", ErrUnsupported)
+}
+
+func TestSameIdentity(t *testing.T) {
+	// The default successor rule (§5.3.1): same type and identity.
+	basic := &Credential{Type: CredentialBasic, Identity: []byte("carol")}
+	require.NoError(t, SameIdentity(basic, &Credential{Type: CredentialBasic, Identity: []byte("carol")}))
+	require.ErrorIs(t, SameIdentity(basic, &Credential{Type: CredentialBasic, Identity: []byte("mallory")}), ErrIdentityChanged)
+	require.ErrorIs(t, SameIdentity(basic, &Credential{Type: 0x0a0a, Identity: []byte("carol")}), ErrIdentityChanged)
 }

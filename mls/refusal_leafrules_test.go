@@ -70,7 +70,16 @@ func TestRefuseLeafRules(t *testing.T) {
 			lt := &kp.LeafNode.Lifetime
 			lt.NotBefore, lt.NotAfter = lt.NotAfter, lt.NotBefore
 		}, true)
-		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), treekem.ErrLifetime)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), "7.3", treekem.ErrLifetime)
+	})
+	t.Run("add/leaf-extension-not-listed", func(t *testing.T) {
+		// §10: refused as a KeyPackage (section 10) before the leaf
+		// checks (section 12.1.1) run.
+		ms := threeMembers(t, nil)
+		kp := tamperedKeyPackage(t, cs, func(kp *KeyPackage) {
+			kp.LeafNode.Extensions = append(slices.Clone(kp.LeafNode.Extensions), Extension{Type: 0xff06, Data: []byte{}})
+		}, true)
+		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, addOf(kp)), "10", treekem.ErrCapabilities)
 	})
 	t.Run("update/identity-changed", func(t *testing.T) {
 		// §5.3.1: by default a basic credential's identity may not change.
@@ -161,4 +170,38 @@ func TestRefuseGroupExtensionSupport(t *testing.T) {
 		}}
 		refused(t, ms[1].g, forgeProposal(t, ms[0].g, WireFormatPublicMessage, gce), "12.1.7")
 	})
+}
+
+// TestRefuseKeyPackageValidate feeds KeyPackage.Validate, which an
+// application runs on KeyPackages from the delivery service, KeyPackages
+// that break §10.1 and are signed again by their owner.
+func TestRefuseKeyPackageValidate(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	require.NoError(t, newMember(t, cs, "dave").keyPackage(t, cs).KeyPackage.Validate(nil), "a genuine KeyPackage")
+	cases := []struct {
+		name string
+		edit func(kp *KeyPackage)
+		want []any
+	}{
+		{"version", func(kp *KeyPackage) { kp.Version = 2 }, []any{ErrUnsupported}},
+		{"unknown-suite", func(kp *KeyPackage) { kp.CipherSuite = 0x7777 }, []any{ErrUnsupported}},
+		{"leaf-source", func(kp *KeyPackage) { kp.LeafNode.Source = treekem.SourceCommit }, []any{"10.1"}},
+		{"init-key-equals-encryption-key", func(kp *KeyPackage) { kp.InitKey = slices.Clone(kp.LeafNode.EncryptionKey) }, []any{"10.1"}},
+		{"lifetime-too-long", func(kp *KeyPackage) {
+			kp.LeafNode.Lifetime.NotAfter = kp.LeafNode.Lifetime.NotBefore + uint64(2*DefaultMaxLeafLifetime.Seconds())
+		}, []any{treekem.ErrLifetime}},
+		{"expired", func(kp *KeyPackage) { kp.LeafNode.Lifetime = treekem.Lifetime{NotBefore: 1000, NotAfter: 2000} }, []any{treekem.ErrLifetime}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dave := newMember(t, cs, "dave")
+			kp := *dave.keyPackage(t, cs).KeyPackage
+			c.edit(&kp)
+			if kp.CipherSuite.Supported() {
+				require.NoError(t, kp.LeafNode.Sign(cs, dave.sig, nil, 0))
+				require.NoError(t, kp.sign(dave.sig))
+			}
+			requireMatches(t, kp.Validate(nil), c.want...)
+		})
+	}
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/microchat/e2ee/internal/wire"
 )
 
 // Refusals of messages whose framing or sender breaks RFC 9420, §6. Each
@@ -206,4 +208,17 @@ func TestRefuseSenderTypes(t *testing.T) {
 		require.False(t, ms[1].g.Active())
 		requireMatches(t, ms[1].g.Merge(rC.Commit), ErrWrongEpoch)
 	})
+}
+
+func TestRefuseAuthenticatedContentTrailingData(t *testing.T) {
+	ms := threeMembers(t, nil)
+	msg := forgeProposal(t, ms[0].g, WireFormatPublicMessage, externalPSKOf(MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519, "k"))
+	pm := msg.PublicMessage
+	ac := &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: pm.Content, Auth: pm.Auth}
+	data, err := wire.Marshal(ac.marshal)
+	require.NoError(t, err)
+	_, err = ParseAuthenticatedContent(data)
+	require.NoError(t, err)
+	_, err = ParseAuthenticatedContent(append(data, 0))
+	requireMatches(t, err, ErrMalformed)
 }

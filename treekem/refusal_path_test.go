@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/microchat/e2ee/hpke"
+	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/treekem"
 )
 
@@ -24,6 +25,11 @@ func TestRefuseMergeUpdatePath(t *testing.T) {
 		{"node-key-equals-leaf-key", func(p *treekem.UpdatePath) { p.Nodes[0].EncryptionKey = bytes.Clone(p.LeafNode.EncryptionKey) }, []error{treekem.ErrDuplicateKey}},
 		{"two-nodes-same-key", func(p *treekem.UpdatePath) { p.Nodes[1].EncryptionKey = bytes.Clone(p.Nodes[0].EncryptionKey) }, []error{treekem.ErrDuplicateKey}},
 		{"invalid-node-key", func(p *treekem.UpdatePath) { p.Nodes[1].EncryptionKey = []byte{1, 2, 3} }, []error{treekem.ErrInvalidUpdatePath, hpke.ErrInvalidPublicKey}},
+		{"extra-node", func(p *treekem.UpdatePath) {
+			extra := p.Nodes[0]
+			extra.EncryptionKey = newMember(t, g.cs, "extra").encKey.PublicKey()
+			p.Nodes = append(p.Nodes, extra)
+		}, []error{treekem.ErrInvalidUpdatePath}},
 		{"extra-ciphertext", func(p *treekem.UpdatePath) {
 			p.Nodes[1].EncryptedPathSecret = append(p.Nodes[1].EncryptedPathSecret, p.Nodes[1].EncryptedPathSecret[0])
 		}, []error{treekem.ErrInvalidUpdatePath}},
@@ -191,4 +197,73 @@ func TestRefuseTreeStructure(t *testing.T) {
 		tree.ParentNode(3).UnmergedLeaves = []treekem.LeafIndex{3}
 		require.ErrorIs(t, tree.Validate(g3.opts()), treekem.ErrInvalidTree)
 	})
+}
+
+func TestRefuseLazyLeafRead(t *testing.T) {
+	// LeafSignatureKey reads the GroupInfo signer's key out of an encoded
+	// tree before the signature is checked; a node before that leaf that
+	// does not decode makes the tree malformed.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 3)
+	data := g.tree.Bytes()
+	key, err := treekem.LeafSignatureKey(data, 1)
+	require.NoError(t, err)
+	require.Equal(t, g.tree.Leaf(1).SignatureKey, key)
+	_, k, err := wire.DecodeVarint(data)
+	require.NoError(t, err)
+	for _, typ := range []byte{0, 3, 0xff} {
+		bad := bytes.Clone(data)
+		bad[k+1] = typ // node 0: present, with an unknown node type
+		_, err = treekem.LeafSignatureKey(bad, 1)
+		require.ErrorIs(t, err, treekem.ErrMalformed, "node type %d", typ)
+	}
+}
+
+func TestRefuseCredentialCoverage(t *testing.T) {
+	// §7.3: a new leaf must support every credential type in use. Here a
+	// member uses credential type 0x0a0a (which every member lists), and
+	// the new leaf lists only its own basic type.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 2)
+	x := newMember(t, cs, "x")
+	x.leaf = resigned(t, cs, x, func(l *treekem.LeafNode) {
+		l.Credential = treekem.Credential{Type: 0x0a0a, Data: []byte("x")}
+	})
+	g.add(t, x)
+	m := newMember(t, cs, "new")
+	require.NoError(t, g.tree.ValidateLeafNode(m.leaf, treekem.SourceKeyPackage, 0, g.opts()), "a leaf listing both types")
+	narrow := resigned(t, cs, m, func(l *treekem.LeafNode) {
+		l.Capabilities.Credentials = []treekem.CredentialType{treekem.CredentialBasic}
+	})
+	refuseLeafAny(t, g, narrow, treekem.SourceKeyPackage, 0, g.opts(), treekem.ErrInvalidLeafNode, treekem.ErrCapabilities)
+}
+
+func TestRefuseExternalSenderPosition(t *testing.T) {
+	// §12.4.3.2: an external joiner takes the leftmost blank leaf, so a
+	// path "from" the leaf past the end while leaf 3 is blank is refused.
+	g, _, up, _ := pathFixture(t)
+	tree := g.tree.Clone()
+	require.NoError(t, tree.RemoveLeaf(3))
+	before := tree.Bytes()
+	err := tree.MergeUpdatePath(treekem.LeafIndex(tree.LeafCount()), clonePath(up), nil, g.opts())
+	require.ErrorIs(t, err, treekem.ErrBlankLeaf)
+	require.Equal(t, before, tree.Bytes())
+}
+
+func TestRefuseUndecodableSignatureKey(t *testing.T) {
+	// A signature key that does not decode is malformed input, not a
+	// failed signature.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	m := newMember(t, cs, "x")
+	l := *m.leaf
+	l.SignatureKey = l.SignatureKey[:len(l.SignatureKey)-1]
+	err := l.VerifySignature(cs, nil, 0)
+	require.ErrorIs(t, err, treekem.ErrMalformed)
+	require.NotErrorIs(t, err, treekem.ErrInvalidSignature)
+}
+
+func TestRefuseUpdatePathTrailingData(t *testing.T) {
+	_, _, up, _ := pathFixture(t)
+	_, err := treekem.ParseUpdatePath(append(up.Bytes(), 0))
+	require.ErrorIs(t, err, treekem.ErrMalformed)
 }
