@@ -199,3 +199,23 @@ func TestRefuseLazyLeafAtEvenEnd(t *testing.T) {
 	require.ErrorIs(t, err, treekem.ErrLeafIndexRange)
 	require.NotErrorIs(t, err, treekem.ErrBlankLeaf)
 }
+
+func TestRefuseTreeEditBadSource(t *testing.T) {
+	// AddLeaf and UpdateLeaf check, as documented, that the leaf is
+	// non-nil with a leaf_node_source of the three defined (§7.2), and
+	// leave the tree unchanged otherwise.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 2)
+	before := g.tree.Bytes()
+	for _, src := range []treekem.LeafNodeSource{0, treekem.SourceCommit + 1, 0xff} {
+		leaf := *newMember(t, cs, "x").leaf
+		leaf.Source = src
+		_, err := g.tree.AddLeaf(&leaf)
+		require.ErrorIs(t, err, treekem.ErrInvalidLeafNode, "AddLeaf, source %d", src)
+		err = g.tree.UpdateLeaf(1, &leaf)
+		require.ErrorIs(t, err, treekem.ErrInvalidLeafNode, "UpdateLeaf, source %d", src)
+		require.Equal(t, before, g.tree.Bytes(), "source %d", src)
+	}
+	_, err := g.tree.AddLeaf(nil)
+	require.ErrorIs(t, err, treekem.ErrInvalidLeafNode)
+}
