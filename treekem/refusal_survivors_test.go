@@ -219,3 +219,68 @@ func TestRefuseTreeEditBadSource(t *testing.T) {
 	_, err := g.tree.AddLeaf(nil)
 	require.ErrorIs(t, err, treekem.ErrInvalidLeafNode)
 }
+
+func TestRefuseRemoveBlankLeaf(t *testing.T) {
+	// RemoveLeaf of a blank leaf is refused and changes nothing; here the
+	// blank leaf's direct path holds a non-blank node that a removal would
+	// blank.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 4)
+	require.NoError(t, g.tree.RemoveLeaf(1))
+	g.commitLocal(t, 0) // sets node 3 (node 1's copath, leaf 1, is blank)
+	require.False(t, g.tree.IsBlank(3))
+	before := g.tree.Bytes()
+	require.ErrorIs(t, g.tree.RemoveLeaf(1), treekem.ErrBlankLeaf)
+	require.Equal(t, before, g.tree.Bytes())
+}
+
+// encodeNodes encodes a ratchet_tree node vector by hand; a nil entry is
+// a blank node.
+func encodeNodes(t *testing.T, nodes ...any) []byte {
+	t.Helper()
+	var b cryptobyte.Builder
+	wire.AddVarintPrefixed(&b, func(b *cryptobyte.Builder) {
+		for _, n := range nodes {
+			switch n := n.(type) {
+			case *treekem.LeafNode:
+				b.AddUint8(1)
+				b.AddUint8(uint8(treekem.NodeTypeLeaf))
+				n.Marshal(b)
+			case *treekem.ParentNode:
+				b.AddUint8(1)
+				b.AddUint8(uint8(treekem.NodeTypeParent))
+				n.Marshal(b)
+			default:
+				b.AddUint8(0)
+			}
+		}
+	})
+	data, err := b.Bytes()
+	require.NoError(t, err)
+	return data
+}
+
+func TestRefuseTreeNodeTypePosition(t *testing.T) {
+	// §4.1 / §7.8: leaves sit at even node indexes and parents at odd ones.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	a, b, c := newMember(t, cs, "a").leaf, newMember(t, cs, "b").leaf, newMember(t, cs, "c").leaf
+	p := &treekem.ParentNode{EncryptionKey: newMember(t, cs, "p").leaf.EncryptionKey}
+	_, err := treekem.ParseTree(cs, encodeNodes(t, a, p, c))
+	require.NoError(t, err, "the well-placed tree")
+	for name, data := range map[string][]byte{
+		"leaf at an odd index":    encodeNodes(t, a, b, c),
+		"parent at an even index": encodeNodes(t, p, nil, c),
+	} {
+		_, err := treekem.ParseTree(cs, data)
+		require.ErrorIs(t, err, treekem.ErrInvalidTree, name)
+		require.ErrorContains(t, err, "wrong type for its position", name)
+	}
+}
+
+func TestRefuseTreeTrailingData(t *testing.T) {
+	// A ratchet_tree followed by more bytes is malformed.
+	cs := hpke.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	g := newGroup(t, cs, 2)
+	_, err := treekem.ParseTree(cs, append(g.tree.Bytes(), 0))
+	require.ErrorIs(t, err, treekem.ErrMalformed)
+}
