@@ -1,0 +1,66 @@
+package mls
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Negative tests for checks the mutation run (internal/cmd/mutants) found
+// no test proving. Each builds correctly signed and MACed input (see
+// forge_test.go), so that the check under test is the one that refuses.
+
+// TestRefuseCommitOfTwoCustomTypesOneUnsupported: a commit covering two
+// proposal types RFC 9420 does not define, one of which a member does not
+// support, is refused (RFC 9420, §12.2, §13.2). With one custom type the
+// single-type path checks it; two take the one-pass path of
+// checkCustomProposalsSupport.
+func TestRefuseCommitOfTwoCustomTypesOneUnsupported(t *testing.T) {
+	const other ProposalType = 0xff03
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	both := &KeyPackageOptions{ProposalTypes: []ProposalType{testProposal, other}}
+	ms := m6Group(t, cs, &GroupOptions{ProposalTypes: both.ProposalTypes}, nil, func(i int) *KeyPackageOptions {
+		if i == 2 {
+			// Carol supports testProposal only.
+			return &KeyPackageOptions{ProposalTypes: []ProposalType{testProposal}}
+		}
+		return both
+	}, "alice", "bob", "carol")
+	alice, bob := ms[0], ms[1]
+	commit := byValue(
+		&Proposal{Type: testProposal, Custom: []byte("supported by all")},
+		&Proposal{Type: other, Custom: []byte("not supported by carol")},
+	)
+	refused(t, bob.g, forgeCommit(t, alice.g, WireFormatPublicMessage, commit), ErrUnsupported, "13.2")
+}
+
+// TestCommitDropsProposalPolicyNowRejects: a cached proposal the
+// application's ProposalPolicy accepted when it arrived but rejects when
+// the member commits is dropped with the policy's reason, and the commit
+// goes through without it (RFC 9420, §12.1, §12.2): cachedProposalUsable
+// runs the checks of a commit's proposals again.
+func TestCommitDropsProposalPolicyNowRejects(t *testing.T) {
+	reject := false
+	cfg := &Config{ProposalPolicy: func(p *Proposal, _ Sender) error {
+		if reject && p.Type == ProposalTypeRemove {
+			return errors.New("no removals today")
+		}
+		return nil
+	}}
+	alice, bob, carol := rfaGroup(t, cfg)
+	prop, err := bob.g.ProposeRemove(carol.g.OwnLeafIndex())
+	require.NoError(t, err)
+	rfaProcess(t, prop, alice, carol)
+
+	reject = true
+	pc, err := alice.g.Commit(nil)
+	require.NoError(t, err)
+	require.Len(t, pc.Dropped, 1)
+	require.True(t, isValidation(pc.Dropped[0].Err, "12.1"), "%v", pc.Dropped[0].Err)
+	require.ErrorContains(t, pc.Dropped[0].Err, "no removals today")
+	require.Equal(t, ProposalTypeRemove, pc.Dropped[0].Proposal.Type)
+	require.Empty(t, pc.Staged().Removed)
+	deliverCommit(t, alice, pc, []*member{alice, bob, carol})
+	agree(t, []*member{alice, bob, carol})
+}
