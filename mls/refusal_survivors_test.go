@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/microchat/e2ee/keyschedule"
 )
 
 // Negative tests for checks the mutation run (internal/cmd/mutants) found
@@ -63,4 +65,22 @@ func TestCommitDropsProposalPolicyNowRejects(t *testing.T) {
 	require.Empty(t, pc.Staged().Removed)
 	deliverCommit(t, alice, pc, []*member{alice, bob, carol})
 	agree(t, []*member{alice, bob, carol})
+}
+
+// TestRefuseResumedWelcomeUnknownExternalPSK: a Welcome joined with
+// JoinOptions.PreviousGroup and no PSK store of the application, whose
+// GroupSecrets name an external PSK, is refused with ErrNotFound (RFC
+// 9420, §8.4, §12.4.3.1), not a nil dereference in the store that serves
+// the previous group's resumption PSKs.
+func TestRefuseResumedWelcomeUnknownExternalPSK(t *testing.T) {
+	alice, w, kp := welcomeFixture(t, nil, nil)
+	cs := alice.g.cs
+	bad := resealWelcome(t, w, kp, alice.sig, func(_ *GroupInfo, gs *GroupSecrets) {
+		gs.PSKs = append(gs.PSKs, PreSharedKeyID{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("nobody holds this"), PSKNonce: keyschedule.NewPSKNonce(cs)})
+	})
+	var err error
+	require.NotPanics(t, func() {
+		_, err = Join(transmit(t, bad), kp, &JoinOptions{PreviousGroup: alice.g}, nil)
+	})
+	requireMatches(t, err, ErrNotFound)
 }
