@@ -84,3 +84,23 @@ func TestRefuseResumedWelcomeUnknownExternalPSK(t *testing.T) {
 	})
 	requireMatches(t, err, ErrNotFound)
 }
+
+// TestRefuseResumedWelcomeOtherPreviousGroup: a resumed Welcome whose
+// reinit PSK names a group other than JoinOptions.PreviousGroup cannot be
+// checked against that group and is refused with ErrNotFound (RFC 9420,
+// §12.4.3.1), even when the new group matches that group's ReInit. (Join
+// reaches this check when the application's PSK store answers for the
+// named group.)
+func TestRefuseResumedWelcomeOtherPreviousGroup(t *testing.T) {
+	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	prev := threeMembers(t, nil)[0].g
+	ri := NewReInitProposal(ReInitProposal{GroupID: []byte("next group"), Version: MLS10, CipherSuite: cs})
+	pc, err := prev.Commit(&CommitOptions{Proposals: []Proposal{ri}})
+	require.NoError(t, err)
+	require.NoError(t, prev.MergePendingCommit(pc))
+	ctx := &GroupContext{Version: MLS10, CipherSuite: cs, GroupID: []byte("next group"), Epoch: 1}
+	id := PreSharedKeyID{PSKType: keyschedule.PSKTypeResumption, Usage: keyschedule.ResumptionPSKUsageReInit, PSKGroupID: prev.GroupID(), PSKEpoch: prev.Epoch(), PSKNonce: keyschedule.NewPSKNonce(cs)}
+	require.NoError(t, checkResumedWelcome([]PreSharedKeyID{id}, ctx, prev.state.tree, prev), "the matching link")
+	id.PSKGroupID = []byte("some other group")
+	requireMatches(t, checkResumedWelcome([]PreSharedKeyID{id}, ctx, prev.state.tree, prev), ErrNotFound)
+}
