@@ -1,11 +1,13 @@
 package mls
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/keyschedule"
 )
 
@@ -103,4 +105,54 @@ func TestRefuseResumedWelcomeOtherPreviousGroup(t *testing.T) {
 	require.NoError(t, checkResumedWelcome([]PreSharedKeyID{id}, ctx, prev.state.tree, prev), "the matching link")
 	id.PSKGroupID = []byte("some other group")
 	requireMatches(t, checkResumedWelcome([]PreSharedKeyID{id}, ctx, prev.state.tree, prev), ErrNotFound)
+}
+
+// TestRefuseGroupInfoTrailingData: a Welcome whose GroupInfo decrypts
+// but does not parse exactly (a stray byte after a correctly signed
+// GroupInfo) is malformed (RFC 9420, §12.4.3), although every field of it
+// is there and its signature verifies.
+func TestRefuseGroupInfoTrailingData(t *testing.T) {
+	_, w, kp := welcomeFixture(t, nil, nil)
+	bad := resealGroupInfoSuffix(t, w, kp, []byte{0})
+	_, err := Join(transmit(t, bad), kp, nil, nil)
+	requireMatches(t, err, ErrMalformed)
+	good := resealGroupInfoSuffix(t, w, kp, nil)
+	_, err = Join(transmit(t, good), kp, nil, nil)
+	require.NoError(t, err, "the same Welcome sealed again without the stray byte")
+}
+
+// resealGroupInfoSuffix decrypts the GroupInfo of w (a Welcome without
+// PSKs) as the holder of kp would, appends suffix to its encoding, and
+// encrypts it again with the same welcome key; the GroupSecrets, whose
+// encryption covers the encrypted GroupInfo, are encrypted again for kp.
+func resealGroupInfoSuffix(t testing.TB, w *MLSMessage, kp *KeyPackagePrivate, suffix []byte) *MLSMessage {
+	t.Helper()
+	wel := transmit(t, w).Welcome
+	cs := wel.CipherSuite
+	gs, err := decryptGroupSecrets(wel, kp)
+	require.NoError(t, err)
+	require.Empty(t, gs.PSKs)
+	joiner, err := keyschedule.NewJoinerSecret(cs, gs.JoinerSecret)
+	require.NoError(t, err)
+	pskSecret, err := keyschedule.PSKSecret(cs, nil)
+	require.NoError(t, err)
+	ws := joiner.WelcomeSecret(pskSecret)
+	gi, err := decryptGroupInfo(cs, wel, ws)
+	require.NoError(t, err)
+	giBytes, err := wire.Marshal(gi.marshal)
+	require.NoError(t, err)
+	wel.EncryptedGroupInfo, err = cs.AEADSeal(ws.Key(), ws.Nonce(), nil, append(giBytes, suffix...))
+	require.NoError(t, err)
+	ref, err := kp.KeyPackage.Ref()
+	require.NoError(t, err)
+	gsBytes, err := wire.Marshal(gs.marshal)
+	require.NoError(t, err)
+	for i := range wel.Secrets {
+		if bytes.Equal(wel.Secrets[i].NewMember, ref) {
+			e := &wel.Secrets[i].EncryptedGroupSecrets
+			e.KEMOutput, e.Ciphertext, err = cs.EncryptWithLabel(kp.KeyPackage.InitKey, "Welcome", wel.EncryptedGroupInfo, gsBytes)
+			require.NoError(t, err)
+		}
+	}
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatWelcome, Welcome: wel}
 }
