@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // twoMembers returns a group of alice and bob, seen from each, with cfg
@@ -18,12 +20,8 @@ func twoMembers(t *testing.T, cfg *Config) (alice, bob *member) {
 	}
 	kp := bob.keyPackage(t, cs)
 	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.g.MergePendingCommit(pc))
 	if bob.g, err = Join(pc.Welcome, kp, nil, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +31,7 @@ func twoMembers(t *testing.T, cfg *Config) (alice, bob *member) {
 func encrypt(t *testing.T, g *Group, text string) *MLSMessage {
 	t.Helper()
 	m, err := g.EncryptApplication([]byte(text), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return transmit(t, m)
 }
 
@@ -75,9 +71,7 @@ func TestPastEpochs(t *testing.T) {
 	for range 4 {
 		late = append(late, encrypt(t, alice.g, "from an old epoch"))
 		pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		deliverCommit(t, alice, pc, []*member{alice, bob})
 	}
 	// Bob is four epochs further; he keeps two past epochs.
@@ -92,13 +86,9 @@ func TestPastEpochs(t *testing.T) {
 	}
 	// A handshake message of a past epoch is refused.
 	prop, err := alice.g.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pc, err := alice.g.Commit(&CommitOptions{ForcePath: true, SkipCached: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, []*member{alice, bob})
 	if _, err := bob.g.Process(transmit(t, prop)); !errors.Is(err, ErrEpochTooOld) {
 		t.Fatalf("proposal of a past epoch: %v", err)
@@ -142,9 +132,7 @@ func TestHooks(t *testing.T) {
 		return nil
 	}
 	prop, err := alice.g.ProposeRemove(1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var ve *ValidationError
 	if _, err := bob.g.Process(transmit(t, prop)); !errors.Is(err, errNo) || !errors.As(err, &ve) {
 		t.Fatalf("proposal policy: %v", err)
@@ -154,9 +142,7 @@ func TestHooks(t *testing.T) {
 func TestExporter(t *testing.T) {
 	alice, bob := twoMembers(t, nil)
 	a, err := alice.g.Export("chat/attachments", []byte("ctx"), 32)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b, err := bob.g.Export("chat/attachments", []byte("ctx"), 32)
 	if err != nil || !bytes.Equal(a, b) {
 		t.Fatalf("exported secrets differ: %v", err)

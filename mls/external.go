@@ -275,6 +275,7 @@ func JoinExternal(groupInfo *MLSMessage, cred Credential, sig *SignaturePrivateK
 			Commit:            &commit,
 		},
 	}
+	// mutants:skip sending side: our own signature over our own commit
 	if err := signContent(cs, sig, ac, st.ctxBytes); err != nil {
 		return nil, nil, err
 	}

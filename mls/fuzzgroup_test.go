@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // fuzzGroup is a three-member group (alice, bob, carol) used by FuzzProcess
@@ -86,9 +88,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	_, seeds := buildFuzzGroup(t)
 	dir := filepath.Join("testdata", "fuzz", "seeds")
 	for i, s := range seeds {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("message-%d", i)), s, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("message-%d", i)), s, 0o644))
 		m, err := ParseMessage(s)
 		if err != nil || m.PublicMessage == nil {
 			continue
@@ -105,8 +105,6 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		if err != nil || body == nil {
 			continue
 		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d", kind, i)), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d", kind, i)), body, 0o644))
 	}
 }

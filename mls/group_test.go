@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 )
 
@@ -20,18 +22,14 @@ type member struct {
 func newMember(t testing.TB, cs CipherSuite, name string) *member {
 	t.Helper()
 	sig, err := cs.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return &member{name: name, sig: sig, cred: Credential{Type: CredentialBasic, Identity: []byte(name)}}
 }
 
 func (m *member) keyPackage(t testing.TB, cs CipherSuite) *KeyPackagePrivate {
 	t.Helper()
 	kp, err := GenerateKeyPackage(cs, m.cred, m.sig, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return kp
 }
 
@@ -39,13 +37,9 @@ func (m *member) keyPackage(t testing.TB, cs CipherSuite) *KeyPackagePrivate {
 func transmit(t testing.TB, m *MLSMessage) *MLSMessage {
 	t.Helper()
 	data, err := m.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	out, err := ParseMessage(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return out
 }
 
@@ -59,16 +53,10 @@ func deliverCommit(t testing.TB, committer *member, pc *PendingCommit, ms []*mem
 			continue
 		}
 		res, err := m.g.Process(msg)
-		if err != nil {
-			t.Fatalf("%s processing commit: %v", m.name, err)
-		}
-		if err := m.g.Merge(res.Commit); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err, "%s processing commit", m.name)
+		require.NoError(t, m.g.Merge(res.Commit))
 	}
-	if err := committer.g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, committer.g.MergePendingCommit(pc))
 }
 
 // checkAgreement checks that every active member is in the same epoch
@@ -96,18 +84,14 @@ func checkAgreement(t testing.TB, ms []*member) {
 		}
 		text := []byte(fmt.Sprintf("hello from %s in epoch %d", s.name, s.g.Epoch()))
 		msg, err := s.g.EncryptApplication(text, []byte("ad"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		wire := transmit(t, msg)
 		for _, r := range ms {
 			if r == s || r.g == nil || !r.g.Active() {
 				continue
 			}
 			res, err := r.g.Process(wire)
-			if err != nil {
-				t.Fatalf("%s reading %s: %v", r.name, s.name, err)
-			}
+			require.NoError(t, err, "%s reading %s", r.name, s.name)
 			if !bytes.Equal(res.ApplicationData, text) || res.Sender.Index != uint32(s.g.OwnLeafIndex()) {
 				t.Fatalf("%s read the wrong message from %s", r.name, s.name)
 			}
@@ -128,82 +112,62 @@ func testGroupLifecycle(t *testing.T, cs CipherSuite) {
 	alice, bob, carol := newMember(t, cs, "alice"), newMember(t, cs, "bob"), newMember(t, cs, "carol")
 	var err error
 	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ms := []*member{alice, bob, carol}
 
 	// Alice adds Bob.
 	bobKP := bob.keyPackage(t, cs)
 	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{bobKP.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if alice.g.Epoch() != 0 {
 		t.Fatal("Commit changed the epoch before merge")
 	}
 	deliverCommit(t, alice, pc, ms)
 	bob.g, err = Join(transmit(t, pc.Welcome), bobKP, nil, nil)
-	if err != nil {
-		t.Fatalf("bob joining: %v", err)
-	}
+	require.NoError(t, err, "bob joining")
 	checkAgreement(t, ms)
 
 	// Bob adds Carol with the tree sent out of band.
 	carolKP := carol.keyPackage(t, cs)
 	pc, err = bob.g.Commit(&CommitOptions{Add: []*KeyPackage{carolKP.KeyPackage}, RatchetTreeOutOfBand: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, ms)
 	if _, err := Join(transmit(t, pc.Welcome), carolKP, nil, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("join without the tree: %v", err)
 	}
 	carol.g, err = Join(transmit(t, pc.Welcome), carolKP, &JoinOptions{RatchetTree: bob.g.RatchetTree()}, nil)
-	if err != nil {
-		t.Fatalf("carol joining: %v", err)
-	}
+	require.NoError(t, err, "carol joining")
 	checkAgreement(t, ms)
 
 	// Carol updates by proposal, Alice commits it.
 	prop, err := carol.g.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, m := range []*member{alice, bob} {
 		if _, err := m.g.Process(transmit(t, prop)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pc, err = alice.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	checkAgreement(t, ms)
 
 	// Bob refreshes his keys with an empty commit.
 	pc, err = bob.g.Commit(&CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, ms)
 	checkAgreement(t, ms)
 
 	// Alice removes Bob; Bob can no longer read.
 	pc, err = alice.g.Commit(&CommitOptions{Remove: []LeafIndex{bob.g.OwnLeafIndex()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	if bob.g.Active() {
 		t.Fatal("bob still active after removal")
 	}
 	checkAgreement(t, ms)
 	msg, err := carol.g.EncryptApplication([]byte("secret after bob left"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, err := bob.g.Process(transmit(t, msg)); err == nil {
 		t.Fatal("removed member read a message")
 	}

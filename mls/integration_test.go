@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 )
 
@@ -69,9 +71,7 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 			opts.Add = append(opts.Add, kp.KeyPackage)
 		}
 		pc, err := committer.g.Commit(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		deliverCommit(t, committer, pc, members)
 		for i, j := range joiners {
 			if j.g, err = Join(transmit(t, pc.Welcome), kps[i], nil, cfg); err != nil {
@@ -96,9 +96,7 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 				victim = pick()
 			}
 			pc, err := committer.g.Commit(&CommitOptions{Remove: []LeafIndex{victim.g.OwnLeafIndex()}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, committer, pc, members)
 			if victim.g.Active() {
 				t.Fatalf("step %d: %s still active after removal", step, victim.name)
@@ -112,15 +110,11 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 					continue
 				}
 				prop, err := m.g.ProposeUpdate()
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				broadcast(t, m, prop, members)
 			}
 			pc, err := committer.g.Commit(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, committer, pc, members)
 		case op == 3:
 			// A proposal to remove by reference, committed by someone else.
@@ -136,23 +130,17 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 				continue
 			}
 			prop, err := proposer.g.ProposeRemove(victim.g.OwnLeafIndex())
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			broadcast(t, proposer, prop, members)
 			pc, err := committer.g.Commit(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, committer, pc, members)
 			removed = append(removed, victim)
 		case op == 4:
 			// A full-path update.
 			committer := pick()
 			pc, err := committer.g.Commit(&CommitOptions{ForcePath: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, committer, pc, members)
 		default:
 			// Two members commit concurrently; the first one delivered wins
@@ -162,9 +150,7 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 				continue
 			}
 			pc1, err := c1.g.Commit(&CommitOptions{ForcePath: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			if _, err := c2.g.Commit(&CommitOptions{ForcePath: true}); err != nil {
 				t.Fatal(err)
 			}
@@ -175,9 +161,7 @@ func testRandomOperations(t *testing.T, cs CipherSuite, steps int, seed uint64) 
 		if len(removed) > 0 {
 			s := pick()
 			msg, err := s.g.EncryptApplication([]byte("after removal"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			wire := transmit(t, msg)
 			for _, r := range removed {
 				if _, err := r.g.Process(wire); err == nil {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/wire"
 	"github.com/microchat/e2ee/keyschedule"
@@ -61,12 +63,8 @@ func m6GroupJoining(t testing.TB, cs CipherSuite, gopts *GroupOptions, cfg *Conf
 		pubs = append(pubs, kps[i].KeyPackage)
 	}
 	pc, err := ms[0].g.Commit(&CommitOptions{Add: pubs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ms[0].g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, ms[0].g.MergePendingCommit(pc))
 	w := transmit(t, pc.Welcome)
 	for i := 1; i < len(ms); i++ {
 		if join != nil && !slices.Contains(join, i) {
@@ -99,9 +97,7 @@ func agree(t testing.TB, ms []*member) {
 	}
 	text := []byte("hello from " + ref.name)
 	msg, err := ref.g.EncryptApplication(text, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	msg = transmit(t, msg)
 	for _, m := range live[1:] {
 		res, err := m.g.Process(msg)
@@ -155,9 +151,7 @@ func mustReject(t *testing.T, g *Group, msg *MLSMessage, want error, what string
 			_, err = g.Process(m)
 		}
 	}
-	if err == nil {
-		t.Fatalf("%s: accepted", what)
-	}
+	require.Error(t, err, "%s: accepted", what)
 	if !matchable(err) || (want != nil && !errors.Is(err, want)) {
 		t.Fatalf("%s: error %v, want %v", what, err, want)
 	}
@@ -180,13 +174,9 @@ func rawProposal(t testing.TB, g *Group, p *Proposal) *MLSMessage {
 	c.ContentType = ContentTypeProposal
 	c.Proposal = p
 	ac := &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: c}
-	if err := signContent(g.cs, g.sigPriv, ac, g.state.ctxBytes); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, signContent(g.cs, g.sigPriv, ac, g.state.ctxBytes))
 	pm, err := g.state.framer.protectPublic(ac)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return &MLSMessage{Version: MLS10, WireFormat: WireFormatPublicMessage, PublicMessage: pm}
 }
 
@@ -198,14 +188,10 @@ func deliver(t testing.TB, msg *MLSMessage, to ...*member) []*StagedCommit {
 	var out []*StagedCommit
 	for _, m := range to {
 		res, err := m.g.Process(wireMsg)
-		if err != nil {
-			t.Fatalf("%s processing: %v", m.name, err)
-		}
+		require.NoError(t, err, "%s processing", m.name)
 		if res.Commit != nil {
 			out = append(out, res.Commit)
-			if err := m.g.Merge(res.Commit); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, m.g.Merge(res.Commit))
 		}
 	}
 	return out
@@ -254,9 +240,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 
 	// A GroupInfo without external_pub cannot be used.
 	gi, err := alice.g.GroupInfo(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	carol := newMember(t, cs, "carol")
 	if _, _, err := JoinExternal(transmit(t, gi), carol.cred, carol.sig, nil, cfg); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("external join without external_pub: %v", err)
@@ -264,9 +248,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 
 	// Carol joins by external commit, injecting an external PSK.
 	gi, err = alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// A tampered external_pub or GroupInfo is refused.
 	for _, ext := range []ExtensionType{ExtensionExternalPub, ExtensionRatchetTree} {
 		bad := transmit(t, gi)
@@ -282,9 +264,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	var commit *MLSMessage
 	carol.g, commit, err = JoinExternal(transmit(t, gi), carol.cred, carol.sig,
 		&ExternalJoinOptions{PSKs: []PreSharedKeyID{{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("ext")}}}, cfg)
-	if err != nil {
-		t.Fatalf("external join: %v", err)
-	}
+	require.NoError(t, err, "external join")
 	if commit.PublicMessage.Content.Sender.Type != SenderTypeNewMemberCommit {
 		t.Fatal("external commit not sent as new_member_commit")
 	}
@@ -307,17 +287,13 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	oldBob := bob.g.OwnLeafIndex()
 	bob.g = nil
 	gi, err = carol.g.GroupInfo(&GroupInfoOptions{RatchetTreeOutOfBand: true, ExternalPub: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if _, _, err := JoinExternal(transmit(t, gi), bob.cred, bob.sig, nil, cfg); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("external join without the tree: %v", err)
 	}
 	bob.g, commit, err = JoinExternal(transmit(t, gi), bob.cred, bob.sig,
 		&ExternalJoinOptions{Resync: true, RatchetTree: carol.g.RatchetTree()}, cfg)
-	if err != nil {
-		t.Fatalf("resync: %v", err)
-	}
+	require.NoError(t, err, "resync")
 
 	// A resync that removes someone else's leaf is rejected: re-sign the
 	// commit with the Remove pointed at Alice.
@@ -325,9 +301,7 @@ func testExternalJoinAndResync(t *testing.T, cs CipherSuite) {
 	c := &forged.PublicMessage.Content
 	c.Commit.Proposals[1].Proposal.Remove.Removed = alice.g.OwnLeafIndex()
 	ac := &AuthenticatedContent{WireFormat: WireFormatPublicMessage, Content: *c, Auth: forged.PublicMessage.Auth}
-	if err := signContent(cs, bob.sig, ac, carol.g.state.ctxBytes); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, signContent(cs, bob.sig, ac, carol.g.state.ctxBytes))
 	forged.PublicMessage.Auth = ac.Auth
 	before := snap6(carol.g)
 	if _, err := carol.g.Process(forged); !isValidation(err, "12.4.3.2") {
@@ -355,13 +329,9 @@ func TestExternalSenders(t *testing.T) {
 
 func testExternalSenders(t *testing.T, cs CipherSuite) {
 	dsKey, err := cs.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	data, err := MarshalExternalSenders([]ExternalSender{{SignatureKey: dsKey.PublicKey(), Credential: Credential{Type: CredentialBasic, Identity: []byte("server")}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	gopts := &GroupOptions{Extensions: []Extension{{Type: ExtensionExternalSenders, Data: data}}}
 	// The members commit non-members' proposals (not the default).
 	acceptAll := &Config{AcceptNonMemberProposal: func(*Proposal, Sender) error { return nil }}
@@ -377,9 +347,7 @@ func testExternalSenders(t *testing.T, cs CipherSuite) {
 	remove := &Proposal{Type: ProposalTypeRemove, Remove: &RemoveProposal{Removed: carol.g.OwnLeafIndex()}}
 	sign := func(key *SignaturePrivateKey, sender Sender, p *Proposal) *MLSMessage {
 		m, err := signExternalContent(key, gid, alice.g.Epoch(), sender, p, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return m
 	}
 	leaf := *alice.g.state.tree.Leaf(0)
@@ -389,32 +357,24 @@ func testExternalSenders(t *testing.T, cs CipherSuite) {
 	mustReject(t, alice.g, sign(alice.sig, Sender{Type: SenderTypeExternal}, remove), ErrInvalidSignature, "external proposal signed by another key")
 	mustReject(t, alice.g, sign(dsKey, Sender{Type: SenderTypeNewMemberProposal}, remove), nil, "new_member_proposal Remove")
 	wrongEpoch, err := ds.Propose(gid, alice.g.Epoch()+1, remove, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	mustReject(t, alice.g, wrongEpoch, ErrWrongEpoch, "external proposal for a future epoch")
 
 	// The server removes Carol; Alice commits its proposal.
 	prop, err := ds.Propose(gid, alice.g.Epoch(), remove, []byte("inactive"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if prop.PublicMessage.MembershipTag != nil {
 		t.Fatal("external proposal has a membership tag")
 	}
 	for _, m := range ms {
 		res, err := m.g.Process(transmit(t, prop))
-		if err != nil {
-			t.Fatalf("%s processing the external Remove: %v", m.name, err)
-		}
+		require.NoError(t, err, "%s processing the external Remove", m.name)
 		if res.Sender.Type != SenderTypeExternal || res.Proposal.Type != ProposalTypeRemove {
 			t.Fatalf("external proposal seen as %+v", res.Sender)
 		}
 	}
 	pc, err := alice.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	if carol.g.Active() || alice.g.MemberCount() != 2 {
 		t.Fatal("the external Remove did not remove carol")
@@ -424,22 +384,16 @@ func testExternalSenders(t *testing.T, cs CipherSuite) {
 	dave := newMember(t, cs, "dave")
 	daveKP := dave.keyPackage(t, cs)
 	prop, err = NewMemberProposal(daveKP, gid, bob.g.Epoch(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, m := range []*member{alice, bob} {
 		res, err := m.g.Process(transmit(t, prop))
-		if err != nil {
-			t.Fatalf("%s processing the new member's Add: %v", m.name, err)
-		}
+		require.NoError(t, err, "%s processing the new member's Add", m.name)
 		if res.Sender.Type != SenderTypeNewMemberProposal {
 			t.Fatal("wrong sender type")
 		}
 	}
 	pc, err = bob.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, []*member{alice, bob})
 	if dave.g, err = Join(transmit(t, pc.Welcome), daveKP, nil, nil); err != nil {
 		t.Fatal(err)
@@ -470,12 +424,8 @@ func testPSKs(t *testing.T, cs CipherSuite) {
 	// Welcome names it and the joiners find it in their store.
 	bobKP, carolKP := bob.keyPackage(t, cs), carol.keyPackage(t, cs)
 	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{bobKP.KeyPackage, carolKP.KeyPackage}, PSKs: []PreSharedKeyID{ext}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, alice.g.MergePendingCommit(pc))
 	if _, err := Join(transmit(t, pc.Welcome), bobKP, nil, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("join without the PSK: %v", err)
 	}
@@ -491,29 +441,21 @@ func testPSKs(t *testing.T, cs CipherSuite) {
 
 	// A commit with a PSK Bob does not have is rejected without a trace.
 	pc, err = alice.g.Commit(&CommitOptions{PSKs: []PreSharedKeyID{{PSKType: keyschedule.PSKTypeExternal, PSKID: []byte("alice-only")}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	mustReject(t, bob.g, pc.Commit, ErrNotFound, "commit with an unknown PSK")
 
 	// Bob proposes the resumption PSK of an earlier epoch of this group
 	// (epoch 1, where the group now is, advanced below), and Alice commits
 	// it with the external PSK.
 	pc, err = bob.g.Commit(&CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, ms)
 	res := PreSharedKeyID{PSKType: keyschedule.PSKTypeResumption, Usage: keyschedule.ResumptionPSKUsageApplication, PSKGroupID: alice.g.GroupID(), PSKEpoch: 1}
 	prop, err := bob.g.ProposePSK(res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliver(t, prop, alice, carol)
 	pc, err = alice.g.Commit(&CommitOptions{PSKs: []PreSharedKeyID{ext}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(pc.Staged().PSKs) != 2 {
 		t.Fatalf("commit carries %d PSKs", len(pc.Staged().PSKs))
 	}
@@ -524,15 +466,11 @@ func testPSKs(t *testing.T, cs CipherSuite) {
 	// their store.
 	other := m6Group(t, cs, nil, nil, nil, "other")[0]
 	psk, err := other.g.ResumptionPSK(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	shared.resumption[fmt.Sprintf("%x/%d", other.g.GroupID(), 0)] = psk
 	related := PreSharedKeyID{PSKType: keyschedule.PSKTypeResumption, Usage: keyschedule.ResumptionPSKUsageApplication, PSKGroupID: other.g.GroupID(), PSKEpoch: 0}
 	pc, err = carol.g.Commit(&CommitOptions{PSKs: []PreSharedKeyID{related}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, carol, pc, ms)
 	agree(t, ms)
 	if _, err := alice.g.ResumptionPSK(1000); !errors.Is(err, ErrNotFound) {
@@ -561,19 +499,13 @@ func testReInit(t *testing.T, cs, to CipherSuite, full bool) {
 		// A ReInit must be committed alone: other proposals take
 		// precedence.
 		reinit, err := bob.g.ProposeReInit(ReInitProposal{CipherSuite: to})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		deliver(t, reinit, alice, carol)
 		update, err := carol.g.ProposeUpdate()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		deliver(t, update, alice, bob)
 		pc, err := alice.g.Commit(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if pc.Staged().ReInit != nil {
 			t.Fatal("ReInit committed with other proposals")
 		}
@@ -582,14 +514,10 @@ func testReInit(t *testing.T, cs, to CipherSuite, full bool) {
 
 	// Bob proposes again; Alice commits the ReInit alone.
 	reinit, err := bob.g.ProposeReInit(ReInitProposal{CipherSuite: to, GroupID: []byte("the new group")})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliver(t, reinit, alice, carol)
 	pc, err := alice.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if pc.Staged().ReInit == nil || pc.Commit.PublicMessage.Content.Commit.Path != nil {
 		t.Fatal("ReInit not committed alone, without a path")
 	}
@@ -617,9 +545,7 @@ func testReInit(t *testing.T, cs, to CipherSuite, full bool) {
 		t.Fatalf("ReInit leaving a member behind: %v", err)
 	}
 	ng, welcome, err := alice.g.ReInit(&ReInitOptions{KeyPackages: []*KeyPackage{kps[1].KeyPackage, kps[2].KeyPackage}, Credential: &alice.cred, SignatureKey: next[0].sig})
-	if err != nil {
-		t.Fatalf("ReInit: %v", err)
-	}
+	require.NoError(t, err, "ReInit")
 	next[0].g = ng
 	if ng.Epoch() != 1 || ng.CipherSuite() != to || !bytes.Equal(ng.GroupID(), []byte("the new group")) {
 		t.Fatalf("new group: epoch %d, suite %v", ng.Epoch(), ng.CipherSuite())
@@ -636,9 +562,7 @@ func testReInit(t *testing.T, cs, to CipherSuite, full bool) {
 		kp := next[1].keyPackage(t, to)
 		_, bad, err := alice.g.resume(to, alice.cred, next[0].sig, &GroupOptions{GroupID: []byte("another group")}, &alice.g.cfg,
 			[]*KeyPackage{kp.KeyPackage}, keyschedule.ResumptionPSKUsageReInit, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, err := Join(transmit(t, bad), kp, &JoinOptions{PreviousGroup: bob.g}, nil); !isValidation(err, "11.2") {
 			t.Fatalf("joining a group that does not match the ReInit: %v", err)
 		}
@@ -676,9 +600,7 @@ func testBranch(t *testing.T, cs CipherSuite) {
 		pubs = append(pubs, kp.KeyPackage)
 	}
 	sub, welcome, err := ms[0].g.Branch(&BranchOptions{KeyPackages: pubs})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if sub.MemberCount() != 3 || sub.Epoch() != 1 || bytes.Equal(sub.GroupID(), ms[0].g.GroupID()) {
 		t.Fatal("wrong subgroup")
 	}
@@ -689,9 +611,7 @@ func testBranch(t *testing.T, cs CipherSuite) {
 	}
 	for j, i := range picked {
 		g, err := Join(w, kps[j], &JoinOptions{PreviousGroup: ms[i].g}, nil)
-		if err != nil {
-			t.Fatalf("m%d joining the branch: %v", i, err)
-		}
+		require.NoError(t, err, "m%d joining the branch", i)
 		subMembers = append(subMembers, &member{name: ms[i].name, g: g})
 	}
 	agree(t, subMembers)
@@ -700,18 +620,14 @@ func testBranch(t *testing.T, cs CipherSuite) {
 		kp := ms[3].keyPackage(t, cs)
 		_, bad, err := ms[0].g.resume(cs, ms[0].cred, ms[0].sig, nil, &ms[0].g.cfg,
 			[]*KeyPackage{kp.KeyPackage, outsider.keyPackage(t, cs).KeyPackage}, keyschedule.ResumptionPSKUsageBranch, false)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, err := Join(transmit(t, bad), kp, &JoinOptions{PreviousGroup: ms[3].g}, nil); !isValidation(err, "11.3") {
 			t.Fatalf("joining a branch with an outsider: %v", err)
 		}
 	}
 	// The old group goes on.
 	pc, err := ms[3].g.Commit(&CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, ms[3], pc, ms)
 	agree(t, ms)
 }
@@ -725,9 +641,7 @@ const (
 func requiredCapabilities(t testing.TB, rc *RequiredCapabilities) Extension {
 	t.Helper()
 	data, err := wire.Marshal(rc.Marshal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return Extension{Type: ExtensionRequiredCapabilities, Data: data}
 }
 
@@ -775,9 +689,7 @@ func testGroupContextExtensionsAndCustomTypes(t *testing.T, cs CipherSuite) {
 
 	// Removing Carol in the same commit makes the change valid (§12.1.7).
 	pc, err := alice.g.Commit(&CommitOptions{Remove: []LeafIndex{carol.g.OwnLeafIndex()}, Extensions: need})
-	if err != nil {
-		t.Fatalf("GroupContextExtensions with Carol removed: %v", err)
-	}
+	require.NoError(t, err, "GroupContextExtensions with Carol removed")
 	deliverCommit(t, alice, pc, ms)
 	ms = ms[:2]
 	for _, m := range ms {
@@ -794,13 +706,9 @@ func testGroupContextExtensionsAndCustomTypes(t *testing.T, cs CipherSuite) {
 		t.Fatalf("adding a member without the required capabilities: %v", err)
 	}
 	erinKP, err := GenerateKeyPackage(cs, erin.cred, erin.sig, custom)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pc, err = alice.g.Commit(&CommitOptions{Add: []*KeyPackage{erinKP.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	if erin.g, err = Join(transmit(t, pc.Welcome), erinKP, nil, nil); err != nil {
 		t.Fatal(err)
@@ -810,22 +718,16 @@ func testGroupContextExtensionsAndCustomTypes(t *testing.T, cs CipherSuite) {
 	// A custom proposal every member supports goes through, and the
 	// receivers see it in the staged commit.
 	prop, err := bob.g.ProposeCustom(testProposal, []byte("custom body"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliver(t, prop, alice, erin)
 	pc, err = erin.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, sc := range deliver(t, pc.Commit, alice, bob) {
 		if !slices.ContainsFunc(sc.Proposals, func(p *Proposal) bool { return p.Type == testProposal && string(p.Custom) == "custom body" }) {
 			t.Fatal("custom proposal missing from the staged commit")
 		}
 	}
-	if err := erin.g.MergePendingCommit(pc); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, erin.g.MergePendingCommit(pc))
 	agree(t, ms)
 }
 
@@ -840,9 +742,7 @@ func TestGREASELastResortApplicationID(t *testing.T) {
 			LastResort:     true,
 			LeafExtensions: []Extension{{Type: ExtensionApplicationID, Data: []byte("bob's phone")}},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		// GREASE everywhere RFC 9420, §13.5 suggests.
 		grease := func(what string, types []uint16) {
 			if !slices.ContainsFunc(types, IsGREASE) {
@@ -860,20 +760,14 @@ func TestGREASELastResortApplicationID(t *testing.T) {
 			t.Fatal("last_resort extension missing")
 		}
 		gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		grease("GroupInfo.extensions", extTypes(gi.GroupInfo.Extensions))
 
 		// The last resort KeyPackage joins two groups, and its
 		// application_id is visible to the other members.
 		pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := alice.g.MergePendingCommit(pc); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, alice.g.MergePendingCommit(pc))
 		if bob.g, err = Join(transmit(t, pc.Welcome), kp, nil, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -889,12 +783,8 @@ func TestGREASELastResortApplicationID(t *testing.T) {
 			t.Fatal(err)
 		}
 		pc, err = carol.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := carol.g.MergePendingCommit(pc); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, carol.g.MergePendingCommit(pc))
 		if _, err := Join(transmit(t, pc.Welcome), kp, nil, nil); err != nil {
 			t.Fatalf("second use of a last resort KeyPackage: %v", err)
 		}
@@ -974,9 +864,7 @@ func testMalformedProposals(t *testing.T, cs CipherSuite) {
 	}
 	// The group still works.
 	pc, err := alice.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	agree(t, ms)
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/microchat/e2ee/hpke"
@@ -27,20 +29,12 @@ var updateFixture = flag.Bool("update-fixture", false, "rewrite the group state 
 func reload(t testing.TB, m *member, cfg *Config) []byte {
 	t.Helper()
 	state, err := m.g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	g, err := LoadGroup(state, cfg)
-	if err != nil {
-		t.Fatalf("%s: loading state: %v", m.name, err)
-	}
+	require.NoError(t, err, "%s: loading state", m.name)
 	again, err := g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(state, again) {
-		t.Fatalf("%s: state does not re-encode identically", m.name)
-	}
+	require.NoError(t, err)
+	require.Equal(t, again, state)
 	m.g = g
 	return state
 }
@@ -48,9 +42,7 @@ func reload(t testing.TB, m *member, cfg *Config) []byte {
 func process(t testing.TB, m *member, msg *MLSMessage) *Processed {
 	t.Helper()
 	res, err := m.g.Process(transmit(t, msg))
-	if err != nil {
-		t.Fatalf("%s: %v", m.name, err)
-	}
+	require.NoError(t, err, "%s", m.name)
 	return res
 }
 
@@ -71,15 +63,11 @@ func testStateRoundTrip(t *testing.T, cs CipherSuite) {
 	ms := []*member{alice, bob, carol}
 	var err error
 	alice.g, err = NewGroup(cs, alice.cred, alice.sig, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	reload(t, alice, nil)
 	kps := []*KeyPackagePrivate{bob.keyPackage(t, cs), carol.keyPackage(t, cs)}
 	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kps[0].KeyPackage, kps[1].KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	for i, m := range []*member{bob, carol} {
 		if m.g, err = Join(transmit(t, pc.Welcome), kps[i], nil, nil); err != nil {
@@ -96,17 +84,13 @@ func testStateRoundTrip(t *testing.T, cs CipherSuite) {
 	var late []*MLSMessage
 	for i := range 3 {
 		msg, err := bob.g.EncryptApplication(fmt.Appendf(nil, "epoch 1 message %d", i), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		late = append(late, msg)
 	}
 	process(t, alice, late[2])
 	// Carol proposes an Update; Alice caches it; Carol keeps its key.
 	prop, err := carol.g.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	process(t, alice, prop)
 	process(t, bob, prop)
 	for _, m := range ms {
@@ -119,9 +103,7 @@ func testStateRoundTrip(t *testing.T, cs CipherSuite) {
 
 	// Alice commits Carol's Update: epoch 1 becomes a past epoch.
 	pc, err = alice.g.Commit(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	for _, m := range ms {
 		reload(t, m, nil)
@@ -145,9 +127,7 @@ func testStateRoundTrip(t *testing.T, cs CipherSuite) {
 	// Bob removes Carol after a tree-changing commit; Carol becomes
 	// inactive and stays so after reload.
 	pc, err = bob.g.Commit(&CommitOptions{Remove: []LeafIndex{carol.g.OwnLeafIndex()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, ms)
 	for _, m := range ms {
 		reload(t, m, nil)
@@ -163,9 +143,7 @@ func testStateRoundTrip(t *testing.T, cs CipherSuite) {
 	// A ReInit ends the group; the reloaded group knows it.
 	reinit := &ReInitProposal{GroupID: []byte("next group"), Version: MLS10, CipherSuite: cs}
 	pc, err = alice.g.Commit(&CommitOptions{Proposals: []Proposal{{Type: ProposalTypeReInit, ReInit: reinit}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	for _, m := range []*member{alice, bob} {
 		reload(t, m, nil)
@@ -210,28 +188,20 @@ func makeFixture(t *testing.T, cs CipherSuite) *stateFixture {
 	}
 	kp := bob.keyPackage(t, cs)
 	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, alice, pc, ms)
 	if bob.g, err = Join(transmit(t, pc.Welcome), kp, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	pc, err = bob.g.Commit(&CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	deliverCommit(t, bob, pc, ms)
 	prop, err := bob.g.ProposeUpdate()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	process(t, alice, prop)
 	f := &stateFixture{plaintext: []byte("a message stored with the fixture")}
 	msg, err := bob.g.EncryptApplication(f.plaintext, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if f.message, err = msg.Bytes(); err != nil {
 		t.Fatal(err)
 	}
@@ -254,21 +224,13 @@ func TestStateFixture(t *testing.T) {
 			path := fixturePath(cs)
 			if *updateFixture {
 				data := wire.MustMarshal(makeFixture(t, cs).marshal)
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+				require.NoError(t, os.WriteFile(path, data, 0o644))
 			}
 			data, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			var f stateFixture
-			if err := wire.Parse(data, f.unmarshal); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, wire.Parse(data, f.unmarshal))
 			alice, bob := &member{name: "alice"}, &member{name: "bob"}
 			if alice.g, err = LoadGroup(f.alice, nil); err != nil {
 				t.Fatal(err)
@@ -280,18 +242,12 @@ func TestStateFixture(t *testing.T) {
 				t.Fatal("fixture lacks the expected contents")
 			}
 			msg, err := ParseMessage(f.message)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			res := process(t, alice, msg)
-			if !bytes.Equal(res.ApplicationData, f.plaintext) {
-				t.Fatal("wrong plaintext")
-			}
+			require.Equal(t, f.plaintext, res.ApplicationData, "wrong plaintext")
 			// The group continues: Alice commits Bob's Update.
 			pc, err := alice.g.Commit(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, alice, pc, []*member{alice, bob})
 			checkAgreement(t, []*member{alice, bob})
 		})
@@ -394,9 +350,7 @@ func TestStateForwardSecrecy(t *testing.T) {
 			}
 			kp := bob.keyPackage(t, cs)
 			pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{kp.KeyPackage}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			deliverCommit(t, alice, pc, ms)
 			if bob.g, err = Join(transmit(t, pc.Welcome), kp, nil, cfg); err != nil {
 				t.Fatal(err)
@@ -415,9 +369,7 @@ func TestStateForwardSecrecy(t *testing.T) {
 				process(t, alice, msg)
 				epochs = append(epochs, secretsOf(t, alice.g))
 				pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
-				if err != nil {
-					t.Fatal(err)
-				}
+				require.NoError(t, err)
 				deliverCommit(t, alice, pc, ms)
 			}
 			state := reload(t, alice, cfg)
@@ -459,28 +411,18 @@ func TestLoadGroupSmallerWindow(t *testing.T) {
 			oldest = secretTreeSecrets(t, alice.g.state.framer.secretTree.Bytes())
 		}
 		pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := alice.g.MergePendingCommit(pc); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, alice.g.MergePendingCommit(pc))
 	}
 	state, err := alice.g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	g, err := LoadGroup(state, &Config{PastEpochs: 1, ResumptionPSKEpochs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if len(g.past) != 1 || g.past[0].epoch != g.Epoch()-1 || len(g.resumption) != 1 {
 		t.Fatalf("%d past epochs, %d resumption PSKs", len(g.past), len(g.resumption))
 	}
 	again, err := g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for name, v := range oldest {
 		if !bytes.Contains(state, v) {
 			t.Fatalf("%s of epoch 0 not in the original state", name)
@@ -579,12 +521,8 @@ func FuzzLoadGroup(f *testing.F) {
 				continue
 			}
 			out, err := g.MarshalState()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(out, in) {
-				t.Fatal("loaded state re-encodes differently")
-			}
+			require.NoError(t, err)
+			require.Equal(t, in, out, "loaded state re-encodes differently")
 		}
 	})
 }
@@ -593,17 +531,11 @@ func TestKeyPackagePrivateBytes(t *testing.T) {
 	cs := MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
 	kp := newMember(t, cs, "bob").keyPackage(t, cs)
 	data, err := kp.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	got, err := ParseKeyPackagePrivate(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	again, _ := got.Bytes()
-	if !bytes.Equal(again, data) {
-		t.Fatal("re-encodes differently")
-	}
+	require.Equal(t, data, again, "re-encodes differently")
 	other := newMember(t, cs, "eve").keyPackage(t, cs)
 	mixed := *kp
 	mixed.InitKey = other.InitKey
@@ -734,13 +666,9 @@ func BenchmarkState(b *testing.B) {
 func TestBigGroupState(t *testing.T) {
 	g := bigGroup(t, 100)
 	state, err := g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	g2, err := LoadGroup(state, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if g2.MemberCount() != 100 || len(g2.past) != DefaultPastEpochs {
 		t.Fatalf("%d members, %d past epochs", g2.MemberCount(), len(g2.past))
 	}
@@ -748,9 +676,7 @@ func TestBigGroupState(t *testing.T) {
 	withoutPast := *g
 	withoutPast.past = nil
 	small, err := withoutPast.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if extra := len(state) - len(small); extra > len(small)/4 {
 		t.Fatalf("past epochs cost %d bytes on a state of %d", extra, len(small))
 	}
@@ -763,45 +689,29 @@ func TestMarshalMergedState(t *testing.T) {
 	alice, bob := twoMembers(t, nil)
 	for range 5 { // fill the past-epoch window
 		pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		deliverCommit(t, alice, pc, []*member{alice, bob})
 	}
 	late := encrypt(t, bob.g, "late")
 	pc, err := alice.g.Commit(&CommitOptions{ForcePath: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	before, err := alice.g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	merged, err := alice.g.MarshalMergedState(pc.Staged())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if after, _ := alice.g.MarshalState(); !bytes.Equal(before, after) {
 		t.Fatal("MarshalMergedState changed the group")
 	}
 	deliverCommit(t, alice, pc, []*member{alice, bob})
 	real, err := alice.g.MarshalState()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(merged, real) {
-		t.Fatal("the merged state differs from the state after merging")
-	}
+	require.NoError(t, err)
+	require.Equal(t, real, merged, "the merged state differs from the state after merging")
 	// The saved state works: it reads a late message of the past epoch and
 	// follows the group.
 	g, err := LoadGroup(merged, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if res, err := g.Process(late); err != nil || string(res.ApplicationData) != "late" {
 		t.Fatalf("late message: %v", err)
 	}
-	if !bytes.Equal(g.EpochAuthenticator(), bob.g.EpochAuthenticator()) {
-		t.Fatal("loaded state disagrees with bob")
-	}
+	require.Equal(t, bob.g.EpochAuthenticator(), g.EpochAuthenticator(), "loaded state disagrees with bob")
 }

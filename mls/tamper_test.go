@@ -3,6 +3,8 @@ package mls
 import (
 	"errors"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestTamperedMessages flips one bit in every byte of valid messages, and
@@ -26,9 +28,7 @@ func TestTamperedMessages(t *testing.T) {
 	// (Only the first four are for carol's epoch and independent.)
 	for i, seed := range seeds[:3] {
 		m, err := ParseMessage(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		if _, err := g.Process(m); err != nil {
 			t.Fatalf("genuine seed %d rejected after the forgeries: %v", i, err)
 		}
@@ -67,9 +67,7 @@ func TestWrongEpochAndGroup(t *testing.T) {
 	g, seeds := buildFuzzGroup(t)
 	for _, seed := range seeds {
 		m, err := ParseMessage(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		before := snapshot(g)
 		future := *m
 		switch {

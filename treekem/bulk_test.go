@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/internal/treemath"
 )
@@ -39,9 +41,7 @@ func bulkTestTree(t *testing.T, n int) *Tree {
 	}
 	for _, l := range []LeafIndex{3, 70, LeafIndex(n / 2), LeafIndex(n - 1)} {
 		signer, err := cs.GenerateSignatureKey()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		leaf := *tree.Leaf(l)
 		leaf.SignatureKey = signer.PublicKey()
 		if _, err := tree.GenerateUpdatePath(l, &leaf, signer, []byte("group"), nil); err != nil {
@@ -49,9 +49,7 @@ func bulkTestTree(t *testing.T, n int) *Tree {
 		}
 	}
 	for _, l := range []LeafIndex{5, LeafIndex(n/2 + 1)} {
-		if err := tree.RemoveLeaf(l); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, tree.RemoveLeaf(l))
 	}
 	return tree
 }
@@ -66,13 +64,9 @@ func TestBulk(t *testing.T) {
 	data := tree.Bytes()
 
 	bulk, err := ParseTree(tree.suite, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	seq, err := ParseTree(tree.suite, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	seq.idx = NewTree(tree.suite).idx
 	for i := range seq.nodes.width {
 		seq.indexNode(NodeIndex(i))
@@ -108,9 +102,7 @@ func TestBulk(t *testing.T) {
 		}
 	}
 	// The bulk index keeps working as node-by-node changes follow.
-	if err := bulk.RemoveLeaf(0); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, bulk.RemoveLeaf(0))
 	if got := bulk.FindIdentity(&tree.Leaf(0).Credential); len(got) != 2 {
 		t.Errorf("identity after removal: %v", got)
 	}
@@ -118,15 +110,11 @@ func TestBulk(t *testing.T) {
 	// Parallel hash (TreeHash on a fresh tree) against sequential hash.
 	want := seq.nodeHash(NodeIndex(treemath.Root(seq.LeafCount())))
 	parsed, err := ParseTree(tree.suite, data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if got := parsed.TreeHash(); !bytes.Equal(got, want) {
 		t.Fatalf("parallel tree hash %x, sequential %x", got, want)
 	}
-	if !bytes.Equal(tree.TreeHash(), want) {
-		t.Fatalf("tree hash of the original tree differs")
-	}
+	require.Equal(t, want, tree.TreeHash(), "tree hash of the original tree differs")
 	for i := range parsed.nodes.width {
 		if !bytes.Equal(parsed.nodes.at(NodeIndex(i)).hash, seq.nodes.at(NodeIndex(i)).hash) {
 			t.Fatalf("hash of node %d differs", i)
@@ -135,9 +123,7 @@ func TestBulk(t *testing.T) {
 	// A clone shares the hashed chunks; hashing its changes must not
 	// touch the original's.
 	c := parsed.Clone()
-	if err := c.RemoveLeaf(100); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, c.RemoveLeaf(100))
 	if bytes.Equal(c.TreeHash(), want) || !bytes.Equal(parsed.TreeHash(), want) {
 		t.Fatal("clone and original tree hashes are mixed up")
 	}
@@ -187,9 +173,7 @@ func TestBlankSubtree(t *testing.T) {
 	check(tree, "built")
 	c := tree.Clone()
 	for _, l := range []LeafIndex{299, 298, 297, 150, 296} {
-		if err := c.RemoveLeaf(l); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, c.RemoveLeaf(l))
 		check(c, fmt.Sprintf("removed %d", l))
 	}
 	check(tree, "original after changing the clone")
@@ -201,9 +185,7 @@ func TestBlankSubtree(t *testing.T) {
 	check(c, "added")
 	cs := tree.suite
 	signer, err := cs.GenerateSignatureKey()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, l := range []LeafIndex{295, 0} {
 		tmpl := *c.Leaf(l)
 		tmpl.SignatureKey = signer.PublicKey()
@@ -215,15 +197,11 @@ func TestBlankSubtree(t *testing.T) {
 	}
 	for l := range LeafIndex(296) {
 		if c.Leaf(l) != nil && l != 295 {
-			if err := c.RemoveLeaf(l); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, c.RemoveLeaf(l))
 		}
 	}
 	check(c, "all removed but one")
 	parsed, err := ParseTree(cs, c.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	check(parsed, "parsed")
 }

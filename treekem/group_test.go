@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/treekem"
 )
@@ -25,17 +27,13 @@ func (g *group) newUpdate(t *testing.T, l treekem.LeafIndex) update {
 	t.Helper()
 	m := g.members[l]
 	enc, err := g.cs.GenerateKeyPair()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	leaf := *g.tree.Leaf(l)
 	leaf.EncryptionKey = enc.PublicKey()
 	leaf.Source = treekem.SourceUpdate
 	leaf.Lifetime = treekem.Lifetime{}
 	leaf.ParentHash = nil
-	if err := leaf.Sign(g.cs, m.signer, testGroupID, l); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, leaf.Sign(g.cs, m.signer, testGroupID, l))
 	return update{leaf: &leaf, encKey: enc}
 }
 
@@ -46,27 +44,17 @@ func (g *group) applyProposals(t *testing.T, tree *treekem.Tree, updates map[tre
 	opts := g.opts()
 	opts.Now = vectorNow
 	for _, l := range slices.Sorted(maps.Keys(updates)) {
-		if err := tree.ValidateLeafNode(updates[l].leaf, treekem.SourceUpdate, l, opts); err != nil {
-			t.Fatalf("update of leaf %d: %v", l, err)
-		}
-		if err := tree.UpdateLeaf(l, updates[l].leaf); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, tree.ValidateLeafNode(updates[l].leaf, treekem.SourceUpdate, l, opts), "update of leaf %d", l)
+		require.NoError(t, tree.UpdateLeaf(l, updates[l].leaf))
 	}
 	for _, l := range removes {
-		if err := tree.RemoveLeaf(l); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, tree.RemoveLeaf(l))
 	}
 	var added []treekem.LeafIndex
 	for _, m := range adds {
-		if err := tree.ValidateLeafNode(m.leaf, treekem.SourceKeyPackage, 0, opts); err != nil {
-			t.Fatalf("add: %v", err)
-		}
+		require.NoError(t, tree.ValidateLeafNode(m.leaf, treekem.SourceKeyPackage, 0, opts), "add")
 		l, err := tree.AddLeaf(m.leaf)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		added = append(added, l)
 	}
 	return added
@@ -82,21 +70,15 @@ func (g *group) commit(t *testing.T, sender treekem.LeafIndex, updates map[treek
 	committer := g.tree.Clone()
 	added := g.applyProposals(t, committer, updates, removes, adds)
 	pending, err := committer.GenerateUpdatePath(sender, nil, g.members[sender].signer, testGroupID, added)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer pending.Erase()
 	gc := groupContext(cs, testGroupID, g.epoch+1, committer.TreeHash(), []byte("cth"))
 	up, err := pending.Encrypt(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if up, err = treekem.ParseUpdatePath(up.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	if err := committer.Validate(g.opts()); err != nil {
-		t.Fatalf("epoch %d: committer's tree: %v", g.epoch+1, err)
-	}
+	require.NoError(t, committer.Validate(g.opts()), "epoch %d: committer's tree", g.epoch+1)
 	checkTreeConsistency(t, committer)
 
 	next := map[treekem.LeafIndex]*member{}
@@ -106,27 +88,17 @@ func (g *group) commit(t *testing.T, sender treekem.LeafIndex, updates map[treek
 		}
 		recv := g.tree.Clone()
 		g.applyProposals(t, recv, updates, removes, adds)
-		if err := recv.MergeUpdatePath(sender, up, added, g.opts()); err != nil {
-			t.Fatalf("leaf %d: MergeUpdatePath: %v", l, err)
-		}
-		if !bytes.Equal(recv.TreeHash(), committer.TreeHash()) {
-			t.Fatalf("leaf %d: tree hash differs from the committer's", l)
-		}
+		require.NoError(t, recv.MergeUpdatePath(sender, up, added, g.opts()), "leaf %d: MergeUpdatePath", l)
+		require.Equal(t, committer.TreeHash(), recv.TreeHash(), "leaf")
 		priv := m.private
 		if u, ok := updates[l]; ok {
 			priv = treekem.NewPrivateKeys(cs, l, u.encKey)
 		}
 		priv = priv.Prune(recv)
 		keys, secret, err := recv.DecryptUpdatePath(priv, sender, up, gc, added)
-		if err != nil {
-			t.Fatalf("epoch %d: leaf %d: DecryptUpdatePath: %v", g.epoch+1, l, err)
-		}
-		if !bytes.Equal(secret, pending.CommitSecret()) {
-			t.Fatalf("leaf %d: commit secret differs from the committer's", l)
-		}
-		if err := keys.Verify(recv); err != nil {
-			t.Fatalf("leaf %d: %v", l, err)
-		}
+		require.NoError(t, err, "epoch %d: leaf %d: DecryptUpdatePath", g.epoch+1, l)
+		require.Equal(t, pending.CommitSecret(), secret, "leaf")
+		require.NoError(t, keys.Verify(recv), "leaf %d", l)
 		m.private = keys
 		next[l] = m
 	}
@@ -140,12 +112,8 @@ func (g *group) commit(t *testing.T, sender treekem.LeafIndex, updates map[treek
 			t.Fatalf("no path secret for joiner %d", l)
 		}
 		keys, secret, err := committer.ImportPathSecret(treekem.NewPrivateKeys(cs, l, m.encKey), sender, ps)
-		if err != nil {
-			t.Fatalf("joiner %d: %v", l, err)
-		}
-		if !bytes.Equal(secret, pending.CommitSecret()) {
-			t.Fatalf("joiner %d: commit secret differs", l)
-		}
+		require.NoError(t, err, "joiner %d", l)
+		require.Equal(t, pending.CommitSecret(), secret, "joiner")
 		m.private = keys
 		next[l] = m
 	}
@@ -158,9 +126,7 @@ func (g *group) commit(t *testing.T, sender treekem.LeafIndex, updates map[treek
 func checkTreeConsistency(t *testing.T, tree *treekem.Tree) {
 	t.Helper()
 	fresh, err := treekem.ParseTree(tree.Suite(), tree.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if fresh.Width() != tree.Width() {
 		t.Fatalf("width %d, parsed %d", tree.Width(), fresh.Width())
 	}
@@ -237,9 +203,7 @@ func TestGroupLifecycle(t *testing.T) {
 				}
 				g.commit(t, sender, updates, removes, adds)
 			}
-			if err := g.tree.Validate(g.opts()); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, g.tree.Validate(g.opts()))
 		})
 	}
 }
@@ -266,16 +230,12 @@ func TestTreeOperations(t *testing.T) {
 	if got := g.tree.Resolution(7); !slices.Equal(got, []treekem.NodeIndex{7, 10}) {
 		t.Errorf("resolution of root = %v, want [7 10]", got)
 	}
-	if err := g.tree.Validate(g.opts()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, g.tree.Validate(g.opts()))
 	checkTreeConsistency(t, g.tree)
 
 	// Removing the right-most members truncates the tree.
 	for _, r := range []treekem.LeafIndex{5, 4} {
-		if err := g.tree.RemoveLeaf(r); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, g.tree.RemoveLeaf(r))
 	}
 	if g.tree.LeafCount() != 4 {
 		t.Errorf("after removing leaves 4 and 5: %d leaves, want 4", g.tree.LeafCount())
@@ -283,9 +243,7 @@ func TestTreeOperations(t *testing.T) {
 	if err := g.tree.RemoveLeaf(4); !errors.Is(err, treekem.ErrBlankLeaf) {
 		t.Errorf("removing a leaf out of range: %v", err)
 	}
-	if err := g.tree.RemoveLeaf(2); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, g.tree.RemoveLeaf(2))
 	if g.tree.LeftmostBlankLeaf() != 2 {
 		t.Errorf("leftmost blank leaf = %d, want 2", g.tree.LeftmostBlankLeaf())
 	}
@@ -324,9 +282,7 @@ func TestValidateLeafNode(t *testing.T) {
 	resign := func(m *member, f func(*treekem.LeafNode)) *treekem.LeafNode {
 		l := *m.leaf
 		f(&l)
-		if err := l.Sign(cs, m.signer, nil, 0); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, l.Sign(cs, m.signer, nil, 0))
 		return &l
 	}
 	m := newMember(t, cs, "new")

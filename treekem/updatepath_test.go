@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/microchat/e2ee/hpke"
 	"github.com/microchat/e2ee/treekem"
 )
@@ -18,14 +20,10 @@ func pathFixture(t *testing.T) (*group, *treekem.Tree, *treekem.UpdatePath, []by
 	g.commit(t, 2, nil, nil, nil)
 	committer := g.tree.Clone()
 	p, err := committer.GenerateUpdatePath(0, nil, g.members[0].signer, testGroupID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	gc := []byte("group context")
 	up, err := p.Encrypt(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return g, committer, up, gc
 }
 
@@ -62,9 +60,7 @@ func TestMergeUpdatePathRejects(t *testing.T) {
 			tree := g.tree.Clone()
 			before := tree.Bytes()
 			err := tree.MergeUpdatePath(c.sender, p, nil, g.opts())
-			if !errors.Is(err, c.want) {
-				t.Fatalf("MergeUpdatePath = %v, want %v", err, c.want)
-			}
+			require.ErrorIs(t, err, c.want, "MergeUpdatePath =")
 			if !bytes.Equal(tree.Bytes(), before) {
 				t.Error("a rejected path changed the tree")
 			}
@@ -75,9 +71,7 @@ func TestMergeUpdatePathRejects(t *testing.T) {
 func TestDecryptUpdatePathRejects(t *testing.T) {
 	g, _, up, gc := pathFixture(t)
 	tree := g.tree.Clone()
-	if err := tree.MergeUpdatePath(0, up, nil, g.opts()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, tree.MergeUpdatePath(0, up, nil, g.opts()))
 	priv := g.members[3].private
 	if _, _, err := tree.DecryptUpdatePath(priv, 0, up, gc, nil); err != nil {
 		t.Fatal(err)
@@ -100,9 +94,7 @@ func TestDecryptUpdatePathRejects(t *testing.T) {
 	forged := clonePath(up)
 	for i := range forged.Nodes[1].EncryptedPathSecret {
 		kem, ct, err := g.cs.EncryptWithLabel(tree.EncryptionKey(treekem.NodeIndex(5)), "UpdatePathNode", gc, []byte("not the path secret"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		forged.Nodes[1].EncryptedPathSecret[i] = treekem.HPKECiphertext{KEMOutput: kem, Ciphertext: ct}
 	}
 	if _, _, err := tree.DecryptUpdatePath(priv, 0, forged, gc, nil); !errors.Is(err, treekem.ErrPublicKeyMismatch) {
@@ -120,28 +112,18 @@ func TestExternalCommit(t *testing.T) {
 	}
 	committer := g.tree.Clone()
 	p, err := committer.GenerateUpdatePath(sender, joiner.leaf, joiner.signer, testGroupID, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	if committer.LeafCount() != 4 || committer.Leaf(2) == nil {
 		t.Fatalf("tree not extended for the external committer")
 	}
 	gc := committer.TreeHash()
 	up, err := p.Encrypt(gc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := committer.Validate(g.opts()); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, committer.Validate(g.opts()))
 	for l, m := range g.members {
 		recv := g.tree.Clone()
-		if err := recv.MergeUpdatePath(sender, up, nil, g.opts()); err != nil {
-			t.Fatalf("leaf %d: %v", l, err)
-		}
-		if !bytes.Equal(recv.TreeHash(), committer.TreeHash()) {
-			t.Fatalf("leaf %d: tree hash differs", l)
-		}
+		require.NoError(t, recv.MergeUpdatePath(sender, up, nil, g.opts()), "leaf %d", l)
+		require.Equal(t, committer.TreeHash(), recv.TreeHash(), "leaf")
 		_, secret, err := recv.DecryptUpdatePath(m.private, sender, up, gc, nil)
 		if err != nil || !bytes.Equal(secret, p.CommitSecret()) {
 			t.Fatalf("leaf %d: %v", l, err)
@@ -159,9 +141,7 @@ func TestPrivateKeys(t *testing.T) {
 	if k.String() != "[redacted]" {
 		t.Error("PrivateKeys prints its contents")
 	}
-	if err := k.Verify(g.tree); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, k.Verify(g.tree))
 	for _, bad := range [][]byte{nil, {0, 1}, append(slices.Clone(k.Bytes()), 0), {0xff, 0xff, 0, 0, 0, 0, 0}} {
 		if _, err := treekem.ParsePrivateKeys(bad); !errors.Is(err, treekem.ErrMalformed) {
 			t.Errorf("ParsePrivateKeys(%x) = %v", bad, err)
@@ -170,9 +150,7 @@ func TestPrivateKeys(t *testing.T) {
 	// Removing a member blanks its direct path; Prune drops the keys of
 	// the blanked nodes.
 	tree := g.tree.Clone()
-	if err := tree.RemoveLeaf(2); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, tree.RemoveLeaf(2))
 	if k.Verify(tree) == nil {
 		t.Fatal("keys of blanked nodes still verify")
 	}
