@@ -92,3 +92,19 @@ func (m *MLSMessage) CipherSuite() (CipherSuite, bool) {
 	}
 	return 0, false
 }
+
+// Message wraps w in an [MLSMessage], as [Join] and the wire expect.
+func (w *Welcome) Message() *MLSMessage {
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatWelcome, Welcome: w}
+}
+
+// Message wraps gi in an [MLSMessage], as [JoinExternal] and the wire
+// expect.
+func (gi *GroupInfo) Message() *MLSMessage {
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatGroupInfo, GroupInfo: gi}
+}
+
+// Message wraps kp in an [MLSMessage], as KeyPackages are published.
+func (kp *KeyPackage) Message() *MLSMessage {
+	return &MLSMessage{Version: MLS10, WireFormat: WireFormatKeyPackage, KeyPackage: kp}
+}

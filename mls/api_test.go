@@ -128,3 +128,43 @@ func TestMalformedMatchesAcrossPackages(t *testing.T) {
 	require.ErrorIs(t, err, ErrMalformed)
 	require.ErrorIs(t, err, treekem.ErrMalformed)
 }
+
+// TestMessageWrappers: a bare Welcome, GroupInfo or KeyPackage (as
+// ParseWelcome and friends return them) is wrapped for Join, JoinExternal
+// and the wire without building an MLSMessage by hand.
+func TestMessageWrappers(t *testing.T) {
+	alice, _, _ := rfaGroup(t, nil)
+	cs := alice.g.CipherSuite()
+	dave := newMember(t, cs, "dave")
+	kp := dave.keyPackage(t, cs)
+
+	kpBytes, err := kp.KeyPackage.Message().Bytes()
+	require.NoError(t, err)
+	m, err := ParseMessage(kpBytes)
+	require.NoError(t, err)
+	require.NotNil(t, m.KeyPackage)
+
+	pc, err := alice.g.Commit(&CommitOptions{Add: []*KeyPackage{m.KeyPackage}})
+	require.NoError(t, err)
+	require.NoError(t, alice.g.MergePendingCommit(pc))
+	raw, err := pc.Welcome.Welcome.Bytes()
+	require.NoError(t, err)
+	w, err := ParseWelcome(raw)
+	require.NoError(t, err)
+	dave.g, err = Join(w.Message(), kp, nil, nil)
+	require.NoError(t, err)
+	assert.Equal(t, alice.g.EpochAuthenticator(), dave.g.EpochAuthenticator())
+
+	gi, err := alice.g.GroupInfo(&GroupInfoOptions{ExternalPub: true})
+	require.NoError(t, err)
+	rawGI, err := gi.GroupInfo.Bytes()
+	require.NoError(t, err)
+	parsed, err := ParseGroupInfo(rawGI)
+	require.NoError(t, err)
+	cs2, ok := parsed.Message().CipherSuite()
+	require.True(t, ok)
+	erin := newMember(t, cs2, "erin")
+	_, commit, err := JoinExternal(parsed.Message(), erin.cred, erin.sig, nil, nil)
+	require.NoError(t, err)
+	require.NotNil(t, commit)
+}
