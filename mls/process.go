@@ -155,6 +155,7 @@ func (g *Group) Process(msg *MLSMessage) (*Processed, error) {
 		return nil, ErrWrongGroup
 	}
 	if wf != WireFormatPrivateMessage || msg.PrivateMessage.ContentType != ContentTypeApplication {
+		// mutants:skip the application's store failing to decode its own stored tree, not peer input
 		if err := g.needTree(); err != nil { // the tree may still be encoded (OpenGroup)
 			return nil, err
 		}
@@ -497,6 +498,7 @@ func checkExtensionsSyntax(exts []Extension) error {
 // checkGroupContextExtensions checks that every member supports the new
 // extensions and meets the new required capabilities (§12.1.7).
 func (g *Group) checkGroupContextExtensions(tree *treekem.Tree, exts []Extension) error {
+	// mutants:skip equivalent: every caller checked the extensions' syntax before (checkProposalInCommit)
 	if err := checkExtensionsSyntax(exts); err != nil {
 		return err
 	}
@@ -854,6 +856,7 @@ func (g *Group) applyProposalsLinked(st *epochState, props []resolvedProposal, c
 		if l == me {
 			out.selfRemoved = true
 		}
+		// mutants:skip equivalent: Removes of blank or repeated leaves are refused before (checkProposalInCommit)
 		if err := tree.RemoveLeaf(l); err != nil {
 			return nil, &ValidationError{Section: "12.1.3", Err: err}
 		}
