@@ -1,6 +1,7 @@
 package mls_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 
@@ -171,4 +172,68 @@ func ExampleGroup_Export() {
 	b, _ := bob.Export("microchat/call-key", []byte("call 7"), 32)
 	fmt.Println(len(a), string(a) == string(b))
 	// Output: 32 true
+}
+
+// A KeyPackage fetched from the delivery service is validated before its
+// owner is added, and members are found by identity, not by scanning.
+func ExampleKeyPackage_Validate() {
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	aliceCred, aliceSig := newIdentity(cs, "alice")
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	bobCred, bobSig := newIdentity(cs, "bob")
+	bobKP, err := mls.GenerateKeyPackage(cs, bobCred, bobSig, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// What the delivery service hands out: bytes.
+	data, err := bobKP.KeyPackage.Message().Bytes()
+	if err != nil {
+		log.Fatal(err)
+	}
+	msg, err := mls.ParseMessage(data)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg := &mls.Config{ValidateCredential: func(c *mls.Credential, _ []byte) error {
+		return nil // consult the directory here
+	}}
+	if err := msg.KeyPackage.Validate(cfg); err != nil {
+		log.Fatal(err) // refuse to add this KeyPackage
+	}
+	pc, err := alice.Commit(&mls.CommitOptions{Add: []*mls.KeyPackage{msg.KeyPackage}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := alice.MergePendingCommit(pc); err != nil {
+		log.Fatal(err)
+	}
+	for _, m := range alice.MembersByIdentity([]byte("bob")) {
+		fmt.Printf("bob is at leaf %d\n", m.Index)
+	}
+	// Output: bob is at leaf 1
+}
+
+// A group's protocol settings are saved with it: a restart with another
+// Config keeps them, and only the hooks come from the Config given.
+func ExampleGroup_SetConfig() {
+	ctx := context.Background()
+	cs := mls.MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519
+	aliceCred, aliceSig := newIdentity(cs, "alice")
+	alice, err := mls.NewGroup(cs, aliceCred, aliceSig, nil, &mls.Config{Handshake: mls.HandshakePrivate})
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := mls.NewMemoryStore()
+	if err := mls.SaveGroup(ctx, store, alice, nil); err != nil {
+		log.Fatal(err)
+	}
+	reopened, err := mls.OpenGroup(ctx, store, alice.GroupID(), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("private handshakes after a restart:", reopened.Config().Handshake == mls.HandshakePrivate)
+	// Output: private handshakes after a restart: true
 }
